@@ -1,0 +1,102 @@
+# autodeploy: build, test, fuzz and benchmark targets.
+#
+#   make              build bin/autodeployd
+#   make test         install missing Debian packages (as root), build, run every test
+#   make unit         build and run the C unit tests only
+#   make fuzz         run each libFuzzer target for FUZZ_SECONDS (default 30)
+#   make bench        run the benchmarks and print their tables
+#   make SANITIZE=1   the same with AddressSanitizer + UndefinedBehaviorSanitizer
+#   make WERROR=1     warnings are errors (CI sets this)
+
+VERSION  := 0.1.0
+PKGS     := libmicrohttpd libcurl libcjson libpcre2-8
+CC       ?= cc
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
+            -Wall -Wextra -Wstrict-prototypes -Wshadow -Wformat=2 -Wno-format-nonliteral \
+            -MMD -MP -Iinclude $(PKG_CFLAGS) -DAUTODEPLOY_VERSION=\"$(VERSION)\"
+LDLIBS   += $(PKG_LIBS) -lpthread -lm
+BUILD    := build
+
+ifeq ($(WERROR),1)
+CFLAGS   += -Werror
+endif
+ifeq ($(SANITIZE),1)
+BUILD    := build/san
+CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS  += -fsanitize=address,undefined
+endif
+
+SRCS     := $(wildcard src/*.c)
+OBJS     := $(SRCS:src/%.c=$(BUILD)/%.o)
+LIBOBJS  := $(filter-out $(BUILD)/main.o,$(OBJS))
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+BENCH_SRCS := $(wildcard tests/bench/bench_*.c)
+BENCH_BINS := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
+FUZZ_SECONDS ?= 30
+
+BIN      := bin/autodeployd
+
+.PHONY: all clean test unit unit-bins deps fuzz bench format format-check
+all: $(BIN)
+
+$(BIN): $(OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIBOBJS) tests/unit/testlib.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(LIBOBJS) $(LDLIBS)
+
+$(BUILD)/bench/%: tests/bench/%.c $(LIBOBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBOBJS) $(LDLIBS)
+
+unit-bins: $(UNIT_BINS)
+
+# The test command of the README: set-up, build, then every test (unit + integration).
+test:
+	sh tests/deps.sh
+	$(MAKE) all unit-bins
+	sh tests/run.sh $(BUILD)
+
+unit: unit-bins
+	sh tests/run.sh --unit-only $(BUILD)
+
+deps:
+	sh tests/deps.sh
+
+# libFuzzer targets: clang, ASan + UBSan, linked against the same sources (built apart).
+FUZZ_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -g -O1 -Iinclude $(PKG_CFLAGS) \
+               -DAUTODEPLOY_VERSION=\"$(VERSION)\" -fsanitize=fuzzer,address,undefined
+build/fuzz/%: tests/fuzz/%.c $(filter-out src/main.c,$(SRCS))
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $^ $(PKG_LIBS) -lpthread -lm
+
+fuzz: $(FUZZ_BINS)
+	sh tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
+
+bench: all $(BENCH_BINS)
+	sh tests/bench/run.sh $(BUILD)
+
+format:
+	clang-format -i src/*.c include/*.h tests/unit/*.c tests/unit/*.h
+
+format-check:
+	clang-format --dry-run --Werror src/*.c include/*.h tests/unit/*.c tests/unit/*.h
+
+clean:
+	rm -rf build bin
+
+-include $(OBJS:.o=.d)

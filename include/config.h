@@ -1,0 +1,59 @@
+/*
+ * config.h: every setting of autodeployd, from defaults, a JSON config file, the environment
+ * (AUTODEPLOY_*) and flags, in that order of strength: flags beat env beat file beat defaults.
+ *
+ * The settings live in one table (config.c), which also produces --help and the start-up line,
+ * so a setting cannot exist without being documented. A loaded config is read-only; a reload
+ * builds a new one and swaps it.
+ */
+#ifndef AUTODEPLOY_CONFIG_H
+#define AUTODEPLOY_CONFIG_H
+
+#include "buf.h"
+
+#include <stddef.h>
+
+struct config {
+    char *config_file;
+    char *listen;
+    char *webhook_token;
+    char *admin_token;
+    size_t max_body_bytes;
+    long queue_size;
+    long dedup_size;
+    long recent_pushes;
+    long http_threads;
+    long http_timeout_ms;
+    char *log_level;
+    char *log_format;
+};
+
+/* What config_load decided beyond the settings. */
+enum config_action { CONFIG_RUN = 0, CONFIG_HELP, CONFIG_VERSION };
+
+/* Builds a config from argv (argv[0] is skipped), envp (NULL-terminated "K=V" strings; NULL
+ * means none) and the config file named by --config / AUTODEPLOY_CONFIG. Returns 0 and the
+ * action, or -1 with a one-line message naming the setting in err. cfg must be freed with
+ * config_free in both cases. */
+int config_load(struct config *cfg, int argc, char **argv, char **envp, enum config_action *action,
+                char *err, size_t errlen);
+
+/* Frees the strings of cfg; the struct itself may live anywhere. */
+void config_free(struct config *cfg);
+
+/* Writes the --help text. */
+void config_usage(struct buf *b);
+
+/* Appends the effective configuration as a JSON object, secrets shown as "(set)". */
+int config_json_redacted(const struct config *cfg, struct buf *b);
+
+/* Parses "1048576", "512KiB", "1MiB", "1m"... into bytes. 0 on success, -1 otherwise. */
+int config_parse_size(const char *s, size_t *out);
+
+/* Parses "1500ms", "10s", "5m", "1h" or a bare number of seconds into milliseconds. */
+int config_parse_duration_ms(const char *s, long *out);
+
+/* Splits "HOST:PORT" or "[V6]:PORT" into its parts. 0 on success. */
+int config_split_hostport(const char *s, char *host, size_t hostlen, int *port);
+
+#endif

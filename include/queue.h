@@ -1,0 +1,60 @@
+/*
+ * queue.h: the bounded queue between the webhook and the deploy workers, with the memory of
+ * what was already seen.
+ *
+ * The registry delivers at least once: it re-sends an event (same id) after any failure or
+ * timeout, and a re-push of an unchanged image produces a new event with the same digest. Both
+ * are answered as duplicates and never queued twice. A tag pushed again with another digest (a
+ * mutable tag moving, or moving back) is new. The memory for this is bounded: the oldest keys
+ * are forgotten first, and what is forgotten is still caught later by the deployer, which does
+ * nothing when an app already runs the pushed digest.
+ *
+ * When the queue is full, offers fail with PUSHQ_FULL and nothing is remembered, so the
+ * registry's retry of the same event is accepted once there is room again.
+ */
+#ifndef AUTODEPLOY_QUEUE_H
+#define AUTODEPLOY_QUEUE_H
+
+#include "buf.h"
+#include "event.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct pushq;
+
+enum pushq_result { PUSHQ_ACCEPTED = 0, PUSHQ_DUPLICATE, PUSHQ_FULL };
+
+/* capacity: pushes waiting at most; dedup: event ids and repository:tag keys remembered;
+ * recent: accepted pushes kept for GET /v1/pushes. NULL when out of memory. */
+struct pushq *pushq_new(size_t capacity, size_t dedup, size_t recent);
+
+/* Frees the queue and anything still in it. No thread may be using it. NULL is a no-op. */
+void pushq_free(struct pushq *q);
+
+/* Offers one push, copied. Thread-safe; never blocks on I/O. */
+enum pushq_result pushq_offer(struct pushq *q, const struct push *p);
+
+/* Waits for the next push and copies it to out. Returns 0 with a push, -1 once the queue is
+ * closed (what was still queued stays unread). While paused, waits even if pushes are queued. */
+int pushq_take(struct pushq *q, struct push *out);
+
+/* Wakes every waiting pushq_take with -1; later offers still queue (so a restart of workers
+ * could resume), and takes return -1 at once. */
+void pushq_close(struct pushq *q);
+
+/* Holds (1) or releases (0) the workers; offers go on being accepted until the queue is full. */
+void pushq_set_paused(struct pushq *q, int paused);
+int pushq_paused(struct pushq *q);
+
+/* Pushes waiting now. */
+size_t pushq_depth(struct pushq *q);
+
+/* Records what became of an accepted push (e.g. "dispatched", "deployed"), shown by
+ * pushq_recent_json. Matches by event id, or by repository, tag and digest when the id is empty. */
+void pushq_set_state(struct pushq *q, const struct push *p, const char *state);
+
+/* Appends {"pushes":[...]} with the most recent accepted pushes, newest first. */
+int pushq_recent_json(struct pushq *q, struct buf *b);
+
+#endif

@@ -1,0 +1,32 @@
+/*
+ * server.h: the HTTP server (libmicrohttpd): routing, authentication, body caps, and the small
+ * read-only endpoints. The webhook's logic itself lives in webhook.c.
+ *
+ * Endpoints: POST /v1/webhooks/registry, GET /healthz, GET /metrics, GET /v1/pushes,
+ * POST /v1/pause, POST /v1/resume.
+ */
+#ifndef AUTODEPLOY_SERVER_H
+#define AUTODEPLOY_SERVER_H
+
+#include "config.h"
+#include "queue.h"
+
+#include <stddef.h>
+
+struct server;
+
+/* Starts listening on cfg->listen with the server's own threads. cfg and q must outlive the
+ * server. NULL with a reason in err when the address cannot be bound. */
+struct server *server_start(const struct config *cfg, struct pushq *q, char *err, size_t errlen);
+
+/* The port actually bound (useful with port 0). */
+int server_port(const struct server *s);
+
+/* Stops accepting, closes connections, joins the server threads and frees. NULL is a no-op. */
+void server_stop(struct server *s);
+
+/* Compares two secrets in time that depends only on their lengths, never on their contents.
+ * Returns 1 when equal. */
+int server_secret_equal(const char *a, size_t alen, const char *b, size_t blen);
+
+#endif

@@ -1,0 +1,495 @@
+/*
+ * config.c: the settings table and the layering of defaults, file, environment and flags
+ * (see config.h). Each layer is applied whole before the next, so the last writer wins and the
+ * order of flags on the command line does not matter between layers.
+ */
+#include "config.h"
+
+#include "log.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum opt_type { OPT_STRING, OPT_SECRET, OPT_SIZE, OPT_LONG, OPT_DURATION };
+
+struct opt {
+    const char *name; /* flag without dashes; also the config-file key */
+    enum opt_type type;
+    size_t offset;
+    const char *def; /* default, as text; NULL for unset */
+    long min, max;   /* bounds for numbers (sizes and durations too) */
+    const char *metavar;
+    const char *help;
+    int (*check)(const char *v, char *err, size_t errlen);
+};
+
+static int check_listen(const char *v, char *err, size_t errlen)
+{
+    char host[128];
+    int port;
+    if (config_split_hostport(v, host, sizeof host, &port) < 0) {
+        snprintf(err, errlen, "expected HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080");
+        return -1;
+    }
+    return 0;
+}
+
+static int check_level(const char *v, char *err, size_t errlen)
+{
+    if (log_level_parse(v) >= 0) return 0;
+    snprintf(err, errlen, "expected debug, info, warn or error");
+    return -1;
+}
+
+static int check_format(const char *v, char *err, size_t errlen)
+{
+    if (log_format_parse(v) >= 0) return 0;
+    snprintf(err, errlen, "expected json or text");
+    return -1;
+}
+
+#define OFF(f) offsetof(struct config, f)
+
+static const struct opt opts[] = {
+    {"config", OPT_STRING, OFF(config_file), NULL, 0, 0, "FILE",
+     "JSON file of settings (keys are the flag names); flags and env override it", NULL},
+    {"listen", OPT_STRING, OFF(listen), "127.0.0.1:8080", 0, 0, "HOST:PORT",
+     "address of the HTTP server (webhook, health, metrics); port 0 picks a free port",
+     check_listen},
+    {"webhook-token", OPT_SECRET, OFF(webhook_token), NULL, 0, 0, "TOKEN",
+     "require 'Authorization: Bearer TOKEN' on the webhook (also --webhook-token-file)", NULL},
+    {"admin-token", OPT_SECRET, OFF(admin_token), NULL, 0, 0, "TOKEN",
+     "bearer token for POST /v1/pause and /v1/resume; unset disables them "
+     "(also --admin-token-file)",
+     NULL},
+    {"max-body-bytes", OPT_SIZE, OFF(max_body_bytes), "1MiB", 1024, 64L * 1024 * 1024, "SIZE",
+     "largest webhook body accepted (larger: 413)", NULL},
+    {"queue-size", OPT_LONG, OFF(queue_size), "1000", 1, 1000000, "N",
+     "pushes waiting for deployment at most (full: 503 + Retry-After)", NULL},
+    {"dedup-size", OPT_LONG, OFF(dedup_size), "10000", 16, 10000000, "N",
+     "event ids and repository:tag digests remembered to drop duplicates", NULL},
+    {"recent-pushes", OPT_LONG, OFF(recent_pushes), "100", 1, 100000, "N",
+     "accepted pushes kept for GET /v1/pushes", NULL},
+    {"http-threads", OPT_LONG, OFF(http_threads), "2", 1, 64, "N", "HTTP server threads", NULL},
+    {"http-timeout", OPT_DURATION, OFF(http_timeout_ms), "10s", 1000, 3600L * 1000, "DURATION",
+     "close HTTP connections idle this long (slow clients)", NULL},
+    {"log-level", OPT_STRING, OFF(log_level), "info", 0, 0, "LEVEL", "debug, info, warn or error",
+     check_level},
+    {"log-format", OPT_STRING, OFF(log_format), "json", 0, 0, "FORMAT",
+     "json (one object per line) or text", check_format},
+};
+
+#define N_OPTS (sizeof opts / sizeof opts[0])
+
+static void env_name(const struct opt *o, const char *suffix, char *out, size_t len)
+{
+    size_t n = (size_t)snprintf(out, len, "AUTODEPLOY_");
+    for (const char *p = o->name; *p && n + 1 < len; p++)
+        out[n++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+    out[n] = '\0';
+    if (suffix) snprintf(out + n, len - n, "%s", suffix);
+}
+
+int config_parse_size(const char *s, size_t *out)
+{
+    if (!s || !isdigit((unsigned char)*s)) return -1;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno) return -1;
+    unsigned long long mul = 1;
+    if (*end == '\0' || strcmp(end, "B") == 0)
+        mul = 1;
+    else if (!strcmp(end, "KiB") || !strcmp(end, "k") || !strcmp(end, "K") || !strcmp(end, "KB"))
+        mul = 1024;
+    else if (!strcmp(end, "MiB") || !strcmp(end, "m") || !strcmp(end, "M") || !strcmp(end, "MB"))
+        mul = 1024 * 1024;
+    else if (!strcmp(end, "GiB") || !strcmp(end, "g") || !strcmp(end, "G") || !strcmp(end, "GB"))
+        mul = 1024ULL * 1024 * 1024;
+    else
+        return -1;
+    if (v > (unsigned long long)SIZE_MAX / mul) return -1;
+    *out = (size_t)(v * mul);
+    return 0;
+}
+
+int config_parse_duration_ms(const char *s, long *out)
+{
+    if (!s || !isdigit((unsigned char)*s)) return -1;
+    errno = 0;
+    char *end;
+    double v = strtod(s, &end);
+    if (errno || v < 0) return -1;
+    double mul;
+    if (*end == '\0' || !strcmp(end, "s"))
+        mul = 1000;
+    else if (!strcmp(end, "ms"))
+        mul = 1;
+    else if (!strcmp(end, "m"))
+        mul = 60000;
+    else if (!strcmp(end, "h"))
+        mul = 3600000;
+    else
+        return -1;
+    if (v * mul > 1e12) return -1;
+    *out = (long)(v * mul + 0.5);
+    return 0;
+}
+
+int config_split_hostport(const char *s, char *host, size_t hostlen, int *port)
+{
+    if (!s) return -1;
+    const char *colon;
+    if (*s == '[') {
+        const char *rb = strchr(s, ']');
+        if (!rb || rb[1] != ':') return -1;
+        if ((size_t)(rb - s - 1) >= hostlen || rb == s + 1) return -1;
+        memcpy(host, s + 1, (size_t)(rb - s - 1));
+        host[rb - s - 1] = '\0';
+        colon = rb + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon || colon == s || (size_t)(colon - s) >= hostlen) return -1;
+        if (memchr(s, ':', (size_t)(colon - s))) return -1; /* bare IPv6 needs brackets */
+        memcpy(host, s, (size_t)(colon - s));
+        host[colon - s] = '\0';
+    }
+    const char *p = colon + 1;
+    if (!*p || strlen(p) > 5) return -1;
+    long v = 0;
+    for (; *p; p++) {
+        if (!isdigit((unsigned char)*p)) return -1;
+        v = v * 10 + (*p - '0');
+    }
+    if (v > 65535) return -1;
+    *port = (int)v;
+    return 0;
+}
+
+/* Reads a secret from a file: the first line, without its line ending. */
+static int read_secret_file(const char *path, char **out, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+        return -1;
+    }
+    char line[4096];
+    if (!fgets(line, sizeof line, f)) line[0] = '\0';
+    fclose(f);
+    line[strcspn(line, "\r\n")] = '\0';
+    if (!line[0]) {
+        snprintf(err, errlen, "%s is empty", path);
+        return -1;
+    }
+    *out = strdup(line);
+    return *out ? 0 : -1;
+}
+
+/* Sets one option from text. src names where the value came from, for the error message. */
+static int apply(struct config *cfg, const struct opt *o, const char *v, int from_file_path,
+                 const char *src, char *err, size_t errlen)
+{
+    char why[160] = "";
+    void *field = (char *)cfg + o->offset;
+    switch (o->type) {
+    case OPT_STRING:
+    case OPT_SECRET: {
+        char *nv = NULL;
+        if (from_file_path) {
+            if (read_secret_file(v, &nv, why, sizeof why) < 0) goto bad;
+        } else {
+            if (o->check && o->check(v, why, sizeof why) < 0) goto bad;
+            nv = strdup(v);
+            if (!nv) goto bad;
+        }
+        free(*(char **)field);
+        *(char **)field = nv;
+        return 0;
+    }
+    case OPT_SIZE: {
+        size_t n;
+        if (config_parse_size(v, &n) < 0) {
+            snprintf(why, sizeof why, "expected a size like 1048576, 512KiB or 1MiB");
+            goto bad;
+        }
+        if (n < (size_t)o->min || n > (size_t)o->max) {
+            snprintf(why, sizeof why, "must be between %ld and %ld bytes", o->min, o->max);
+            goto bad;
+        }
+        *(size_t *)field = n;
+        return 0;
+    }
+    case OPT_LONG: {
+        char *end;
+        errno = 0;
+        long n = strtol(v, &end, 10);
+        if (errno || end == v || *end) {
+            snprintf(why, sizeof why, "expected a whole number");
+            goto bad;
+        }
+        if (n < o->min || n > o->max) {
+            snprintf(why, sizeof why, "must be between %ld and %ld", o->min, o->max);
+            goto bad;
+        }
+        *(long *)field = n;
+        return 0;
+    }
+    case OPT_DURATION: {
+        long ms;
+        if (config_parse_duration_ms(v, &ms) < 0) {
+            snprintf(why, sizeof why, "expected a duration like 1500ms, 10s, 5m or 1h");
+            goto bad;
+        }
+        if (ms < o->min || ms > o->max) {
+            snprintf(why, sizeof why, "must be between %ldms and %ldms", o->min, o->max);
+            goto bad;
+        }
+        *(long *)field = ms;
+        return 0;
+    }
+    }
+bad:
+    /* Secrets are never echoed back, not even in an error. */
+    if (o->type == OPT_SECRET && !from_file_path)
+        snprintf(err, errlen, "invalid --%s (from %s): %s", o->name, src, why);
+    else
+        snprintf(err, errlen, "invalid --%s%s \"%.200s\" (from %s): %s", o->name,
+                 from_file_path ? "-file" : "", v, src, why);
+    return -1;
+}
+
+/* Finds the option named by a flag or config key; sets *is_file for the "-file" form of a
+ * secret. */
+static const struct opt *find_opt(const char *name, size_t len, int *is_file)
+{
+    *is_file = 0;
+    for (size_t i = 0; i < N_OPTS; i++) {
+        size_t n = strlen(opts[i].name);
+        if (len == n && strncmp(name, opts[i].name, n) == 0) return &opts[i];
+        if (opts[i].type == OPT_SECRET && len == n + 5 && strncmp(name, opts[i].name, n) == 0 &&
+            strncmp(name + n, "-file", 5) == 0) {
+            *is_file = 1;
+            return &opts[i];
+        }
+    }
+    return NULL;
+}
+
+static const char *env_get(char **envp, const char *name)
+{
+    if (!envp) return NULL;
+    size_t n = strlen(name);
+    for (char **e = envp; *e; e++)
+        if (strncmp(*e, name, n) == 0 && (*e)[n] == '=') return *e + n + 1;
+    return NULL;
+}
+
+static int load_file(struct config *cfg, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "invalid --config \"%s\": %s", path, strerror(errno));
+        return -1;
+    }
+    struct buf b;
+    buf_init(&b, 1024 * 1024);
+    char chunk[4096];
+    size_t n;
+    int rc = -1;
+    cJSON *root = NULL;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (buf_add(&b, chunk, n) < 0) {
+            snprintf(err, errlen, "invalid --config \"%s\": larger than 1 MiB", path);
+            goto out;
+        }
+    }
+    root = cJSON_ParseWithLength(b.data ? b.data : "", b.len);
+    if (!cJSON_IsObject(root)) {
+        snprintf(err, errlen, "invalid --config \"%s\": not a JSON object", path);
+        goto out;
+    }
+    char src[300];
+    snprintf(src, sizeof src, "config file %s", path);
+    const cJSON *item;
+    cJSON_ArrayForEach(item, root)
+    {
+        int is_file;
+        const struct opt *o = find_opt(item->string, strlen(item->string), &is_file);
+        if (!o || strcmp(o->name, "config") == 0) {
+            snprintf(err, errlen, "invalid --config \"%s\": unknown setting \"%.80s\"", path,
+                     item->string);
+            goto out;
+        }
+        char text[64];
+        const char *v;
+        if (cJSON_IsString(item)) {
+            v = item->valuestring;
+        } else if (cJSON_IsNumber(item) && o->type != OPT_STRING && o->type != OPT_SECRET) {
+            snprintf(text, sizeof text, "%.0f", item->valuedouble);
+            if (item->valuedouble != (double)(long long)item->valuedouble) {
+                snprintf(err, errlen, "invalid --%s (from %s): expected a whole number", o->name,
+                         src);
+                goto out;
+            }
+            v = text;
+        } else {
+            snprintf(err, errlen, "invalid --%s (from %s): expected a %s", o->name, src,
+                     o->type == OPT_STRING || o->type == OPT_SECRET ? "string"
+                                                                    : "number or string");
+            goto out;
+        }
+        if (apply(cfg, o, v, is_file, src, err, errlen) < 0) goto out;
+    }
+    rc = 0;
+out:
+    cJSON_Delete(root);
+    buf_free(&b);
+    fclose(f);
+    return rc;
+}
+
+int config_load(struct config *cfg, int argc, char **argv, char **envp, enum config_action *action,
+                char *err, size_t errlen)
+{
+    memset(cfg, 0, sizeof *cfg);
+    *action = CONFIG_RUN;
+    for (size_t i = 0; i < N_OPTS; i++)
+        if (opts[i].def && apply(cfg, &opts[i], opts[i].def, 0, "default", err, errlen) < 0)
+            return -1;
+
+    /* First pass over argv: help, version, the config file, and the shape of every flag. */
+    const char *file = env_get(envp, "AUTODEPLOY_CONFIG");
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            *action = CONFIG_HELP;
+            return 0;
+        }
+        if (!strcmp(a, "--version")) {
+            *action = CONFIG_VERSION;
+            return 0;
+        }
+        if (strncmp(a, "--", 2) != 0) {
+            snprintf(err, errlen, "unexpected argument \"%.100s\" (see --help)", a);
+            return -1;
+        }
+        const char *eq = strchr(a + 2, '=');
+        size_t nlen = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+        int is_file;
+        const struct opt *o = find_opt(a + 2, nlen, &is_file);
+        if (!o) {
+            snprintf(err, errlen, "unknown flag --%.*s (see --help)", (int)(nlen > 80 ? 80 : nlen),
+                     a + 2);
+            return -1;
+        }
+        if (!eq && i + 1 >= argc) {
+            snprintf(err, errlen, "flag --%s needs a value", argv[i] + 2);
+            return -1;
+        }
+        const char *v = eq ? eq + 1 : argv[i + 1];
+        if (!eq) i++;
+        if (!strcmp(o->name, "config")) file = v;
+    }
+    if (file) {
+        if (apply(cfg, &opts[0], file, 0, "flag", err, errlen) < 0) return -1;
+        if (load_file(cfg, file, err, errlen) < 0) return -1;
+    }
+
+    /* The environment, then the flags. */
+    for (size_t i = 1; i < N_OPTS; i++) {
+        char name[96];
+        env_name(&opts[i], NULL, name, sizeof name);
+        const char *v = env_get(envp, name);
+        if (v && apply(cfg, &opts[i], v, 0, name, err, errlen) < 0) return -1;
+        if (opts[i].type == OPT_SECRET) {
+            env_name(&opts[i], "_FILE", name, sizeof name);
+            v = env_get(envp, name);
+            if (v && apply(cfg, &opts[i], v, 1, name, err, errlen) < 0) return -1;
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *eq = strchr(a + 2, '=');
+        size_t nlen = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+        int is_file;
+        const struct opt *o = find_opt(a + 2, nlen, &is_file);
+        const char *v = eq ? eq + 1 : argv[++i];
+        if (o == &opts[0]) continue;
+        if (apply(cfg, o, v, is_file, "flag", err, errlen) < 0) return -1;
+    }
+    return 0;
+}
+
+void config_free(struct config *cfg)
+{
+    for (size_t i = 0; i < N_OPTS; i++) {
+        if (opts[i].type == OPT_STRING || opts[i].type == OPT_SECRET) {
+            char **p = (char **)((char *)cfg + opts[i].offset);
+            free(*p);
+            *p = NULL;
+        }
+    }
+}
+
+void config_usage(struct buf *b)
+{
+    buf_adds(b, "Usage: autodeployd [FLAGS]\n"
+                "       autodeployd match PATTERN IMAGE_REF   (see 'autodeployd match --help')\n"
+                "\n"
+                "Receives Docker registry push notifications and deploys the pushed images to "
+                "the\nMarathon apps whose labels match them.\n\nFlags (each also an environment "
+                "variable, and a key of the --config file):\n");
+    for (size_t i = 0; i < N_OPTS; i++) {
+        const struct opt *o = &opts[i];
+        char env[96], flag[96];
+        env_name(o, NULL, env, sizeof env);
+        snprintf(flag, sizeof flag, "--%s %s", o->name, o->metavar);
+        buf_printf(b, "  %-30s %s\n", flag, o->help);
+        buf_printf(b, "  %-30s env %s", "", env);
+        if (o->type == OPT_SECRET) buf_printf(b, " or %s_FILE", env);
+        if (o->def) buf_printf(b, ", default %s", o->def);
+        buf_adds(b, "\n");
+    }
+    buf_adds(b, "  --help                         this text\n"
+                "  --version                      print the version\n"
+                "\nPrecedence: flags, then environment, then the config file, then defaults.\n"
+                "Invalid values stop start-up with exit code 2.\n");
+}
+
+int config_json_redacted(const struct config *cfg, struct buf *b)
+{
+    int rc = buf_adds(b, "{");
+    for (size_t i = 0; i < N_OPTS; i++) {
+        const struct opt *o = &opts[i];
+        const void *field = (const char *)cfg + o->offset;
+        rc |= buf_adds(b, i ? ",\"" : "\"");
+        rc |= buf_add_json_escaped(b, o->name);
+        rc |= buf_adds(b, "\":");
+        switch (o->type) {
+        case OPT_STRING:
+            rc |= buf_add_json_string(b, *(char *const *)field);
+            break;
+        case OPT_SECRET:
+            rc |= buf_adds(b, *(char *const *)field ? "\"(set)\"" : "null");
+            break;
+        case OPT_SIZE:
+            rc |= buf_printf(b, "%zu", *(const size_t *)field);
+            break;
+        case OPT_LONG:
+            rc |= buf_printf(b, "%ld", *(const long *)field);
+            break;
+        case OPT_DURATION:
+            rc |= buf_printf(b, "\"%ldms\"", *(const long *)field);
+            break;
+        }
+    }
+    rc |= buf_adds(b, "}");
+    return rc ? -1 : 0;
+}

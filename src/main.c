@@ -1,0 +1,166 @@
+/*
+ * main.c: start-up, the worker that drains the push queue, signals and shutdown.
+ *
+ * Order of life: configuration (exit 2 on any bad value), logging, queue, HTTP server, worker;
+ * then wait for a signal. Shutdown runs the other way: stop accepting, close the queue, join
+ * the worker, free.
+ */
+#include "buf.h"
+#include "config.h"
+#include "log.h"
+#include "metrics.h"
+#include "queue.h"
+#include "server.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+extern char **environ;
+
+static volatile sig_atomic_t stop_requested;
+static volatile sig_atomic_t reload_requested;
+
+static void on_stop(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static void on_hup(int sig)
+{
+    (void)sig;
+    reload_requested = 1;
+}
+
+static double queue_depth(void *ctx)
+{
+    return (double)pushq_depth(ctx);
+}
+
+static double paused_gauge(void *ctx)
+{
+    return pushq_paused(ctx) ? 1 : 0;
+}
+
+/* The worker: takes pushes in arrival order. Deploying is not wired in yet, so a push ends as
+ * "received" and is logged; the queue, its bounds and pause still behave as they will. */
+static void *worker_main(void *arg)
+{
+    struct pushq *q = arg;
+    struct push p;
+    while (pushq_take(q, &p) == 0) {
+        pushq_set_state(q, &p, "received");
+        log_info("push received", "event_id", p.event_id, "registry", p.host, "repository",
+                 p.repository, "tag", p.tag, "digest", p.digest, NULL);
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    struct config cfg;
+    enum config_action action;
+    char err[512];
+    int rc = 1;
+    struct pushq *q = NULL;
+    struct server *srv = NULL;
+    pthread_t worker;
+    int worker_started = 0;
+
+    if (config_load(&cfg, argc, argv, environ, &action, err, sizeof err) < 0) {
+        fprintf(stderr, "autodeployd: %s\n", err);
+        config_free(&cfg);
+        return 2;
+    }
+    if (action != CONFIG_RUN) {
+        struct buf b;
+        buf_init(&b, 1 << 20);
+        if (action == CONFIG_HELP)
+            config_usage(&b);
+        else
+            buf_printf(&b, "autodeployd %s\n", AUTODEPLOY_VERSION);
+        fwrite(b.data, 1, b.len, stdout);
+        buf_free(&b);
+        config_free(&cfg);
+        return 0;
+    }
+    log_setup((enum log_level)log_level_parse(cfg.log_level),
+              (enum log_format)log_format_parse(cfg.log_format));
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = on_stop;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = on_hup;
+    sigaction(SIGHUP, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+
+    q = pushq_new((size_t)cfg.queue_size, (size_t)cfg.dedup_size, (size_t)cfg.recent_pushes);
+    if (!q) {
+        log_error("out of memory creating the push queue", NULL);
+        goto out;
+    }
+    metrics_declare("autodeploy_build_info", "gauge", "Build information; always 1.");
+    metrics_set("autodeploy_build_info", "version", AUTODEPLOY_VERSION, 1);
+    metrics_declare_gauge_fn("autodeploy_queue_depth", "Pushes waiting in the queue.", queue_depth,
+                             q);
+    metrics_declare_gauge_fn("autodeploy_paused", "1 while an operator has paused deployments.",
+                             paused_gauge, q);
+
+    srv = server_start(&cfg, q, err, sizeof err);
+    if (!srv) {
+        log_error("cannot start the HTTP server", "error", err, NULL);
+        goto out;
+    }
+    if (pthread_create(&worker, NULL, worker_main, q) != 0) {
+        log_error("cannot start the worker thread", NULL);
+        goto out;
+    }
+    worker_started = 1;
+
+    struct buf cj;
+    buf_init(&cj, 64 * 1024);
+    config_json_redacted(&cfg, &cj);
+    char host[128], addr[160];
+    int port;
+    config_split_hostport(cfg.listen, host, sizeof host, &port);
+    snprintf(addr, sizeof addr, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, server_port(srv));
+    log_info("autodeployd started", "version", AUTODEPLOY_VERSION, "listen", addr, "config",
+             cj.data, NULL);
+    buf_free(&cj);
+    if (!cfg.webhook_token)
+        log_warn("no --webhook-token set: anyone who can reach the webhook can trigger "
+                 "deployments",
+                 NULL);
+
+    while (!stop_requested) {
+        struct timespec ts = {0, 100 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        if (reload_requested) {
+            reload_requested = 0;
+            log_warn("SIGHUP received: configuration reload is not supported by this version; "
+                     "restart to apply changes",
+                     NULL);
+        }
+    }
+    log_info("stopping", NULL);
+    rc = 0;
+out:
+    server_stop(srv);
+    if (q) pushq_close(q);
+    if (worker_started) pthread_join(worker, NULL);
+    if (q && pushq_depth(q))
+        log_warn("pushes still queued at exit are dropped; the registry will not resend them",
+                 NULL);
+    pushq_free(q);
+    config_free(&cfg);
+    if (rc == 0) log_info("stopped", NULL);
+    return rc;
+}

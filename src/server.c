@@ -1,0 +1,356 @@
+/*
+ * server.c: libmicrohttpd plumbing (see server.h).
+ *
+ * Each request goes through the access handler several times: once with the headers (route,
+ * method, authentication, content type and declared length are decided here, so a bad request
+ * is answered before its body is read), once per body chunk (appended to a capped buffer), and
+ * once at the end (the webhook runs). Request state is freed in the completion callback.
+ */
+#include "server.h"
+
+#include "buf.h"
+#include "log.h"
+#include "metrics.h"
+#include "webhook.h"
+
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#if MHD_VERSION < 0x00097002
+#define MHD_Result int
+#endif
+
+struct server {
+    struct MHD_Daemon *mhd;
+    const struct config *cfg;
+    struct pushq *q;
+    int port;
+};
+
+enum route { R_NONE = 0, R_WEBHOOK, R_HEALTH, R_METRICS, R_PUSHES, R_PAUSE, R_RESUME };
+
+static const struct {
+    const char *path;
+    const char *method;
+    enum route route;
+} routes[] = {
+    {"/v1/webhooks/registry", "POST", R_WEBHOOK},
+    {"/healthz", "GET", R_HEALTH},
+    {"/metrics", "GET", R_METRICS},
+    {"/v1/pushes", "GET", R_PUSHES},
+    {"/v1/pause", "POST", R_PAUSE},
+    {"/v1/resume", "POST", R_RESUME},
+};
+
+/* State of one webhook request while its body arrives. */
+struct req {
+    struct buf body;
+};
+
+int server_secret_equal(const char *a, size_t alen, const char *b, size_t blen)
+{
+    /* Walk the longer length whatever the inputs, so timing reveals no matching prefix. */
+    size_t n = alen > blen ? alen : blen;
+    unsigned char diff = (unsigned char)(alen != blen);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char x = i < alen ? (unsigned char)a[i] : 0;
+        unsigned char y = i < blen ? (unsigned char)b[i] : 0;
+        diff |= x ^ y;
+    }
+    return diff == 0;
+}
+
+/* 1 when the Authorization header is "Bearer <token>". */
+static int bearer_ok(struct MHD_Connection *c, const char *token)
+{
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0) return 0;
+    h += 7;
+    while (*h == ' ')
+        h++;
+    size_t hl = strlen(h);
+    while (hl && (h[hl - 1] == ' ' || h[hl - 1] == '\t'))
+        hl--;
+    return server_secret_equal(h, hl, token, strlen(token));
+}
+
+static enum MHD_Result respond(struct MHD_Connection *c, int status, const char *ctype,
+                               struct buf *body, const char *hname, const char *hvalue)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        body->len, body->data ? body->data : (char *)"", MHD_RESPMEM_MUST_COPY);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    if (hname) MHD_add_response_header(r, hname, hvalue);
+    enum MHD_Result ret = MHD_queue_response(c, (unsigned int)status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* Answers {"error": msg}. Extra header optional. */
+static enum MHD_Result respond_error(struct MHD_Connection *c, int status, const char *msg,
+                                     const char *hname, const char *hvalue)
+{
+    struct buf b;
+    buf_init(&b, 4096);
+    buf_adds(&b, "{\"error\":");
+    buf_add_json_string(&b, msg);
+    buf_adds(&b, "}");
+    enum MHD_Result r = respond(c, status, "application/json", &b, hname, hvalue);
+    buf_free(&b);
+    return r;
+}
+
+static void count_webhook(int status)
+{
+    char code[8];
+    snprintf(code, sizeof code, "%d", status);
+    metrics_add("autodeploy_webhook_requests_total", "code", code, 1);
+}
+
+static int content_type_ok(struct MHD_Connection *c)
+{
+    const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (!ct) return 1; /* curl replays often omit it; the body is still checked as JSON */
+    size_t n = strcspn(ct, "; \t");
+    static const char *const ok[] = {
+        "application/vnd.docker.distribution.events.v1+json",
+        "application/vnd.docker.distribution.events.v2+json",
+        "application/json",
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+        if (strlen(ok[i]) == n && strncasecmp(ct, ok[i], n) == 0) return 1;
+    return 0;
+}
+
+/* First call of a webhook request: everything that can be decided from the headers. Returns
+ * 0 to go on reading the body, or the status already queued. */
+static int webhook_headers(struct server *s, struct MHD_Connection *c, enum MHD_Result *ret)
+{
+    const struct config *cfg = s->cfg;
+    int status = 0;
+    if (cfg->webhook_token && !bearer_ok(c, cfg->webhook_token)) {
+        status = 401;
+        log_warn("webhook refused: missing or wrong bearer token", NULL);
+        *ret = respond_error(c, status, "missing or invalid bearer token", "WWW-Authenticate",
+                             "Bearer realm=\"autodeploy\"");
+    } else if (!content_type_ok(c)) {
+        status = 415;
+        *ret = respond_error(c, status,
+                             "unsupported Content-Type: expected "
+                             "application/vnd.docker.distribution.events.v1+json, "
+                             "...v2+json or application/json",
+                             NULL, NULL);
+    } else {
+        const char *cl =
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl && strtoull(cl, NULL, 10) > cfg->max_body_bytes) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "body of %.20s bytes is over the limit of %zu bytes", cl,
+                     cfg->max_body_bytes);
+            status = 413;
+            log_warn("webhook refused: body too large", "content_length", cl, NULL);
+            *ret = respond_error(c, status, msg, NULL, NULL);
+        }
+    }
+    if (status) count_webhook(status);
+    return status;
+}
+
+static enum MHD_Result serve_small(struct server *s, struct MHD_Connection *c, enum route r)
+{
+    struct buf b;
+    buf_init(&b, 16 * 1024 * 1024);
+    enum MHD_Result ret;
+    switch (r) {
+    case R_HEALTH:
+        buf_adds(&b, "{\"status\":\"ok\"}");
+        ret = respond(c, 200, "application/json", &b, NULL, NULL);
+        break;
+    case R_METRICS:
+        metrics_render(&b);
+        ret = respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", &b, NULL, NULL);
+        break;
+    case R_PUSHES:
+        pushq_recent_json(s->q, &b);
+        ret = respond(c, 200, "application/json", &b, NULL, NULL);
+        break;
+    case R_PAUSE:
+    case R_RESUME:
+        if (!s->cfg->admin_token) {
+            ret = respond_error(c, 403, "admin endpoints are disabled: set --admin-token", NULL,
+                                NULL);
+            break;
+        }
+        if (!bearer_ok(c, s->cfg->admin_token)) {
+            log_warn("admin request refused: missing or wrong bearer token", NULL);
+            ret = respond_error(c, 401, "missing or invalid admin bearer token", "WWW-Authenticate",
+                                "Bearer realm=\"autodeploy-admin\"");
+            break;
+        }
+        pushq_set_paused(s->q, r == R_PAUSE);
+        log_warn(r == R_PAUSE ? "deployments paused by an operator"
+                              : "deployments resumed by an operator",
+                 NULL);
+        buf_printf(&b, "{\"paused\":%s,\"queued\":%zu}", r == R_PAUSE ? "true" : "false",
+                   pushq_depth(s->q));
+        ret = respond(c, 200, "application/json", &b, NULL, NULL);
+        break;
+    default:
+        ret = respond_error(c, 404, "not found", NULL, NULL);
+    }
+    buf_free(&b);
+    return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    (void)version;
+    struct server *s = cls;
+    struct req *rq = *con_cls;
+
+    if (rq) { /* body chunk, or the end of a webhook request */
+        if (*upload_data_size) {
+            if (buf_add(&rq->body, upload_data, *upload_data_size) < 0) {
+                /* Only a chunked body gets here (a declared length was checked first). MHD
+                 * cannot answer in the middle of an upload, so the connection is closed. */
+                log_warn("webhook refused: chunked body over the size limit", NULL);
+                count_webhook(413);
+                return MHD_NO;
+            }
+            *upload_data_size = 0;
+            return MHD_YES;
+        }
+        struct buf resp;
+        buf_init(&resp, 64 * 1024);
+        int status = webhook_handle(s->q, rq->body.data, rq->body.len, &resp);
+        count_webhook(status);
+        enum MHD_Result ret = respond(c, status, "application/json", &resp,
+                                      status == 503 ? "Retry-After" : NULL, "2");
+        buf_free(&resp);
+        return ret;
+    }
+
+    enum route r = R_NONE;
+    int path_known = 0;
+    const char *allow = NULL;
+    int is_head = strcmp(method, "HEAD") == 0;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        if (strcmp(url, routes[i].path) != 0) continue;
+        path_known = 1;
+        allow = routes[i].method;
+        if (strcmp(method, routes[i].method) == 0 ||
+            (is_head && strcmp(routes[i].method, "GET") == 0))
+            r = routes[i].route;
+    }
+    if (!path_known) return respond_error(c, 404, "not found", NULL, NULL);
+    if (r == R_NONE) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "method %.16s not allowed; use %s", method, allow);
+        if (strcmp(url, routes[0].path) == 0) count_webhook(405);
+        return respond_error(c, 405, msg, "Allow", allow);
+    }
+    if (r != R_WEBHOOK) return serve_small(s, c, r);
+
+    enum MHD_Result ret = MHD_YES;
+    if (webhook_headers(s, c, &ret)) return ret;
+    rq = calloc(1, sizeof *rq);
+    if (!rq) return MHD_NO;
+    buf_init(&rq->body, s->cfg->max_body_bytes);
+    *con_cls = rq;
+    return MHD_YES;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)c;
+    (void)toe;
+    struct req *rq = *con_cls;
+    if (!rq) return;
+    buf_free(&rq->body);
+    free(rq);
+    *con_cls = NULL;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    msg[strcspn(msg, "\r\n")] = '\0';
+    log_warn("http server", "detail", msg, NULL);
+}
+
+struct server *server_start(const struct config *cfg, struct pushq *q, char *err, size_t errlen)
+{
+    char host[128], port_s[8];
+    int port;
+    struct addrinfo hints = {0}, *ai = NULL;
+    struct server *s = NULL;
+
+    if (config_split_hostport(cfg->listen, host, sizeof host, &port) < 0) {
+        snprintf(err, errlen, "invalid --listen \"%s\"", cfg->listen);
+        return NULL;
+    }
+    snprintf(port_s, sizeof port_s, "%d", port);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    int gai = getaddrinfo(host, port_s, &hints, &ai);
+    if (gai != 0) {
+        snprintf(err, errlen, "invalid --listen \"%s\": %s", cfg->listen, gai_strerror(gai));
+        return NULL;
+    }
+    s = calloc(1, sizeof *s);
+    if (!s) goto fail;
+    s->cfg = cfg;
+    s->q = q;
+    metrics_declare("autodeploy_webhook_requests_total", "counter",
+                    "Webhook requests answered, by HTTP status code.");
+    webhook_metrics_declare();
+
+    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    if (MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES) flags |= MHD_USE_EPOLL;
+    if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
+    s->mhd = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned int)cfg->http_threads, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned int)((cfg->http_timeout_ms + 999) / 1000), MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned int)512, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
+    if (!s->mhd) {
+        snprintf(err, errlen, "cannot listen on %s (address in use or not available)", cfg->listen);
+        goto fail;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = info ? (int)info->port : port;
+    freeaddrinfo(ai);
+    return s;
+fail:
+    freeaddrinfo(ai);
+    free(s);
+    return NULL;
+}
+
+int server_port(const struct server *s)
+{
+    return s->port;
+}
+
+void server_stop(struct server *s)
+{
+    if (!s) return;
+    if (s->mhd) MHD_stop_daemon(s->mhd);
+    free(s);
+}

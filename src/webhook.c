@@ -1,0 +1,89 @@
+/*
+ * webhook.c: the registry webhook's decision logic (see webhook.h), kept apart from the HTTP
+ * plumbing so that it can be tested without a socket.
+ */
+#include "webhook.h"
+
+#include "event.h"
+#include "log.h"
+#include "metrics.h"
+
+#include <stdio.h>
+
+struct tally {
+    struct pushq *q;
+    int accepted, ignored, duplicate, rejected, full;
+};
+
+void webhook_metrics_declare(void)
+{
+    metrics_declare("autodeploy_events_total", "counter",
+                    "Registry events received, by result (accepted, ignored, duplicate, "
+                    "rejected, deferred when the queue was full).");
+    static const char *const results[] = {"accepted", "ignored", "duplicate", "rejected",
+                                          "deferred"};
+    for (size_t i = 0; i < sizeof results / sizeof results[0]; i++)
+        metrics_add("autodeploy_events_total", "result", results[i], 0);
+}
+
+static void on_event(const struct event_item *it, void *ctx)
+{
+    struct tally *t = ctx;
+    const char *result = "ignored";
+    if (it->verdict == EVENT_IGNORED) {
+        t->ignored++;
+        log_debug("event ignored", "event_id", it->event_id, "repository", it->repository, "reason",
+                  it->reason, NULL);
+    } else if (it->verdict == EVENT_REJECTED) {
+        t->rejected++;
+        result = "rejected";
+        log_warn("event rejected", "event_id", it->event_id, "repository", it->repository, "reason",
+                 it->reason, NULL);
+    } else {
+        const struct push *p = &it->push;
+        switch (pushq_offer(t->q, p)) {
+        case PUSHQ_ACCEPTED:
+            t->accepted++;
+            result = "accepted";
+            log_info("push accepted", "event_id", p->event_id, "registry", p->host, "repository",
+                     p->repository, "tag", p->tag, "digest", p->digest, "pusher", p->pusher, NULL);
+            break;
+        case PUSHQ_DUPLICATE:
+            t->duplicate++;
+            result = "duplicate";
+            log_info("duplicate push dropped", "event_id", p->event_id, "repository", p->repository,
+                     "tag", p->tag, "digest", p->digest, NULL);
+            break;
+        case PUSHQ_FULL:
+            t->full++;
+            result = "deferred";
+            log_warn("queue full, push deferred to the registry's retry", "event_id", p->event_id,
+                     "repository", p->repository, "tag", p->tag, NULL);
+            break;
+        }
+    }
+    metrics_add("autodeploy_events_total", "result", result, 1);
+}
+
+int webhook_handle(struct pushq *q, const char *body, size_t len, struct buf *resp)
+{
+    char err[256];
+    struct tally t = {.q = q};
+    if (event_parse_envelope(body, len, on_event, &t, err, sizeof err) < 0) {
+        log_warn("webhook body refused", "error", err, NULL);
+        buf_adds(resp, "{\"error\":");
+        buf_add_json_string(resp, err);
+        buf_adds(resp, "}");
+        return 400;
+    }
+    if (t.full) {
+        buf_printf(resp,
+                   "{\"error\":\"queue full: %zu pushes waiting; retry later\",\"accepted\":%d,"
+                   "\"ignored\":%d,\"duplicate\":%d,\"rejected\":%d,\"deferred\":%d}",
+                   pushq_depth(q), t.accepted, t.ignored, t.duplicate, t.rejected, t.full);
+        return 503;
+    }
+    buf_printf(resp, "{\"accepted\":%d,\"ignored\":%d,\"duplicate\":%d,\"rejected\":%d}",
+               t.accepted, t.ignored, t.duplicate, t.rejected);
+    return 202;
+}
