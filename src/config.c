@@ -205,6 +205,10 @@ static int apply(struct config *cfg, const struct opt *o, const char *v, int fro
         if (from_file_path) {
             if (read_secret_file(v, &nv, why, sizeof why) < 0) goto bad;
         } else {
+            if (o->type == OPT_SECRET && !*v) {
+                snprintf(why, sizeof why, "must not be empty");
+                goto bad;
+            }
             if (o->check && o->check(v, why, sizeof why) < 0) goto bad;
             nv = strdup(v);
             if (!nv) goto bad;
