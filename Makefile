@@ -100,3 +100,10 @@ clean:
 	rm -rf build bin
 
 -include $(OBJS:.o=.d)
+
+# The main job on a fresh machine: install what is missing, build, run in the foreground.
+.PHONY: run
+run:
+	sh tests/deps.sh
+	$(MAKE) all
+	./bin/autodeployd --log-format text $(ARGS)
