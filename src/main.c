@@ -8,6 +8,7 @@
 #include "buf.h"
 #include "config.h"
 #include "log.h"
+#include "match.h"
 #include "metrics.h"
 #include "queue.h"
 #include "server.h"
@@ -70,6 +71,8 @@ int main(int argc, char **argv)
     struct server *srv = NULL;
     pthread_t worker;
     int worker_started = 0;
+
+    if (argc > 1 && strcmp(argv[1], "match") == 0) return match_cli_main(argc - 1, argv + 1);
 
     if (config_load(&cfg, argc, argv, environ, &action, err, sizeof err) < 0) {
         fprintf(stderr, "autodeployd: %s\n", err);

@@ -1,0 +1,28 @@
+#!/bin/sh
+# Runs each libFuzzer target for SECONDS, seeded from the fixtures, and fails on any finding.
+#   tests/fuzz/run.sh SECONDS BIN...
+set -eu
+cd "$(dirname "$0")/../.."
+seconds=$1
+shift
+status=0
+for bin in "$@"; do
+    name=$(basename "$bin")
+    corpus=build/fuzz/corpus-$name
+    mkdir -p "$corpus"
+    case $name in
+    fuzz_event) cp tests/fixtures/registry/*.json tests/fixtures/registry/other/*.json "$corpus"/ ;;
+    fuzz_sse) printf 'event: deployment_success\r\ndata: {"id":"x"}\r\n\r\n\r\n' >"$corpus/seed1" ;;
+    fuzz_pattern | fuzz_semver)
+        cut -f1 tests/fixtures/match_cases.tsv | grep -v '^#' | head -200 |
+            awk -v d="$corpus" '{ f = d "/seed" NR; printf "%s\n", $0 > f; close(f) }' ;;
+    esac
+    echo "== $name for ${seconds}s"
+    if ! "$bin" -max_total_time="$seconds" -max_len=8192 -timeout=10 -rss_limit_mb=1024 \
+        -artifact_prefix=build/fuzz/"$name"- "$corpus" >build/fuzz/"$name".log 2>&1; then
+        status=1
+        tail -n 30 build/fuzz/"$name".log
+    fi
+    grep -E '^(Done|#[0-9]+ +DONE)' build/fuzz/"$name".log | tail -n 1 || true
+done
+exit $status
