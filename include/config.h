@@ -13,6 +13,14 @@
 
 #include <stddef.h>
 
+/* A repeatable setting: each flag occurrence adds one value; the environment and the config
+ * file give a comma-separated string (or, in the file, a JSON array). A higher layer replaces
+ * the whole list of a lower one. */
+struct strlist {
+    char **v;
+    size_t n;
+};
+
 struct config {
     char *config_file;
     char *listen;
@@ -26,6 +34,30 @@ struct config {
     long http_timeout_ms;
     char *log_level;
     char *log_format;
+    char *slack_webhook_url;
+    char *slack_pushes; /* "all", "matched" or "none" */
+    char *marathon_ui_url;
+    long slack_timeout_ms;
+    long slack_queue_size;
+    long slack_retries;
+    char *marathon_url; /* one or more, comma-separated */
+    char *marathon_user;
+    char *marathon_password;
+    char *marathon_token;
+    char *marathon_ca_file;
+    long marathon_connect_timeout_ms;
+    long marathon_timeout_ms;
+    char *label;
+    struct strlist registry_alias; /* NAME=HOST */
+    int allow_repository_wildcards;
+    struct strlist app_prefix;
+    int dry_run;
+    int force;
+    int pin_digest;
+    int rollback_on_failure;
+    long deploy_timeout_ms;
+    long deploy_workers;
+    long poll_interval_ms;
 };
 
 /* What config_load decided beyond the settings. */

@@ -27,4 +27,20 @@ int ref_valid_digest(const char *s);
  * valid. */
 int ref_valid_host(const char *s);
 
+/* An image reference split into its parts: [host/]repository[:tag][@digest]. */
+struct image_ref {
+    char host[256];       /* "" when the reference names no registry (Docker Hub) */
+    char repository[256]; /* as written: "nginx" stays "nginx" (no "library/" added) */
+    char tag[129];        /* "" when absent */
+    char digest[72];      /* "" when absent */
+};
+
+/* Splits s per Docker's rules: the first component is a host when it contains '.' or ':' or
+ * is "localhost" and more components follow. Returns 0 when every part is valid, -1 otherwise
+ * (out is then unspecified). */
+int ref_parse_image(const char *s, struct image_ref *out);
+
+/* Writes [host/]repository[:tag][@digest] into out. Returns 0, or -1 when it does not fit. */
+int ref_format_image(const struct image_ref *r, char *out, size_t len);
+
 #endif

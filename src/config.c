@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum opt_type { OPT_STRING, OPT_SECRET, OPT_SIZE, OPT_LONG, OPT_DURATION };
+enum opt_type { OPT_STRING, OPT_SECRET, OPT_SIZE, OPT_LONG, OPT_DURATION, OPT_BOOL, OPT_LIST };
 
 struct opt {
     const char *name; /* flag without dashes; also the config-file key */
@@ -54,6 +54,66 @@ static int check_format(const char *v, char *err, size_t errlen)
     return -1;
 }
 
+static int check_slack_pushes(const char *v, char *err, size_t errlen)
+{
+    if (!strcmp(v, "all") || !strcmp(v, "matched") || !strcmp(v, "none")) return 0;
+    snprintf(err, errlen, "expected all, matched or none");
+    return -1;
+}
+
+static int check_http_url(const char *v, char *err, size_t errlen)
+{
+    if ((!strncmp(v, "http://", 7) && v[7]) || (!strncmp(v, "https://", 8) && v[8])) return 0;
+    snprintf(err, errlen, "expected an http:// or https:// URL");
+    return -1;
+}
+
+static int check_url_list(const char *v, char *err, size_t errlen)
+{
+    char copy[2048];
+    if (strlen(v) >= sizeof copy) {
+        snprintf(err, errlen, "too long");
+        return -1;
+    }
+    snprintf(copy, sizeof copy, "%s", v);
+    char *save = NULL;
+    int n = 0;
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ')
+            tok++;
+        if (!*tok) continue;
+        if (check_http_url(tok, err, errlen) < 0) return -1;
+        n++;
+    }
+    if (n == 0) {
+        snprintf(err, errlen, "expected one or more http(s) URLs, comma-separated");
+        return -1;
+    }
+    return 0;
+}
+
+static int check_alias(const char *v, char *err, size_t errlen)
+{
+    const char *eq = strchr(v, '=');
+    if (eq && eq != v && eq[1] && !strchr(eq + 1, '=') && !strchr(v, '/')) return 0;
+    snprintf(err, errlen, "expected NAME=HOST, e.g. registry.example.com=10.0.0.5:5000");
+    return -1;
+}
+
+static int check_prefix(const char *v, char *err, size_t errlen)
+{
+    if (v[0] == '/') return 0;
+    snprintf(err, errlen, "expected an app id prefix starting with '/', e.g. /staging/");
+    return -1;
+}
+
+static int check_label(const char *v, char *err, size_t errlen)
+{
+    if (*v && strlen(v) < 128) return 0;
+    snprintf(err, errlen, "expected a label name of 1 to 127 characters");
+    return -1;
+}
+
 #define OFF(f) offsetof(struct config, f)
 
 static const struct opt opts[] = {
@@ -83,6 +143,62 @@ static const struct opt opts[] = {
      check_level},
     {"log-format", OPT_STRING, OFF(log_format), "json", 0, 0, "FORMAT",
      "json (one object per line) or text", check_format},
+    {"marathon-url", OPT_STRING, OFF(marathon_url), NULL, 0, 0, "URL[,URL...]",
+     "Marathon API; several URLs fail over in order (leader redirects are followed)",
+     check_url_list},
+    {"marathon-user", OPT_STRING, OFF(marathon_user), NULL, 0, 0, "USER",
+     "Basic auth user (Marathon --http_credentials)", NULL},
+    {"marathon-password", OPT_SECRET, OFF(marathon_password), NULL, 0, 0, "PASSWORD",
+     "Basic auth password (also --marathon-password-file)", NULL},
+    {"marathon-token", OPT_SECRET, OFF(marathon_token), NULL, 0, 0, "TOKEN",
+     "DC/OS ACS token, sent as 'Authorization: token=...' (also --marathon-token-file)", NULL},
+    {"marathon-ca-file", OPT_STRING, OFF(marathon_ca_file), NULL, 0, 0, "FILE",
+     "PEM CA bundle to verify an https Marathon", NULL},
+    {"marathon-connect-timeout", OPT_DURATION, OFF(marathon_connect_timeout_ms), "5s", 100,
+     600L * 1000, "DURATION", "time allowed to connect to Marathon", NULL},
+    {"marathon-timeout", OPT_DURATION, OFF(marathon_timeout_ms), "15s", 100, 3600L * 1000,
+     "DURATION", "time allowed for one Marathon request", NULL},
+    {"label", OPT_STRING, OFF(label), "autodeploy", 0, 0, "NAME",
+     "app label holding the image patterns", check_label},
+    {"registry-alias", OPT_LIST, OFF(registry_alias), NULL, 0, 0, "NAME=HOST",
+     "treat registry hosts NAME and HOST as the same registry (repeatable)", check_alias},
+    {"allow-repository-wildcards", OPT_BOOL, OFF(allow_repository_wildcards), "false", 0, 0,
+     NULL, "accept patterns with wildcards in the repository part (unsafe: any repository "
+     "could deploy into the app)",
+     NULL},
+    {"app-prefix", OPT_LIST, OFF(app_prefix), NULL, 0, 0, "PREFIX",
+     "only touch apps whose id starts with PREFIX, e.g. /staging/ (repeatable; none: all)",
+     check_prefix},
+    {"dry-run", OPT_BOOL, OFF(dry_run), "false", 0, 0, NULL,
+     "do everything but change Marathon", NULL},
+    {"force", OPT_BOOL, OFF(force), "false", 0, 0, NULL,
+     "update apps locked by a deployment with ?force=true (per app: label autodeploy.force=true)",
+     NULL},
+    {"pin-digest", OPT_BOOL, OFF(pin_digest), "false", 0, 0, NULL,
+     "deploy image@sha256:... (per app: label autodeploy.pin-digest=true)", NULL},
+    {"rollback-on-failure", OPT_BOOL, OFF(rollback_on_failure), "false", 0, 0, NULL,
+     "roll a failed or timed-out deployment back", NULL},
+    {"deploy-timeout", OPT_DURATION, OFF(deploy_timeout_ms), "600s", 1000, 24L * 3600 * 1000,
+     "DURATION", "a deployment not finished after this is reported timed out", NULL},
+    {"deploy-workers", OPT_LONG, OFF(deploy_workers), "4", 1, 64, "N",
+     "apps deployed in parallel at most", NULL},
+    {"poll-interval", OPT_DURATION, OFF(poll_interval_ms), "5s", 100, 600L * 1000, "DURATION",
+     "how often deployments are polled while the event stream is down", NULL},
+    {"slack-webhook-url", OPT_SECRET, OFF(slack_webhook_url), NULL, 0, 0, "URL",
+     "Slack (or Mattermost) incoming webhook; unset: no Slack messages "
+     "(also --slack-webhook-url-file)",
+     NULL},
+    {"slack-pushes", OPT_STRING, OFF(slack_pushes), "matched", 0, 0, "WHICH",
+     "announce pushes in Slack: all, matched (only those that deploy somewhere) or none",
+     check_slack_pushes},
+    {"marathon-ui-url", OPT_STRING, OFF(marathon_ui_url), NULL, 0, 0, "URL",
+     "Marathon UI base URL for links in Slack messages", check_http_url},
+    {"slack-timeout", OPT_DURATION, OFF(slack_timeout_ms), "5s", 100, 600L * 1000, "DURATION",
+     "time allowed for one Slack request", NULL},
+    {"slack-queue-size", OPT_LONG, OFF(slack_queue_size), "200", 1, 100000, "N",
+     "Slack messages waiting at most; when full the oldest is dropped (and counted)", NULL},
+    {"slack-retries", OPT_LONG, OFF(slack_retries), "5", 0, 100, "N",
+     "retries of a Slack message after a 5xx, 429 or time-out before it is dropped", NULL},
 };
 
 #define N_OPTS (sizeof opts / sizeof opts[0])
@@ -245,6 +361,29 @@ static int apply(struct config *cfg, const struct opt *o, const char *v, int fro
         *(long *)field = n;
         return 0;
     }
+    case OPT_BOOL: {
+        int b;
+        if (!strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "yes") || !strcmp(v, "on")) b = 1;
+        else if (!strcmp(v, "false") || !strcmp(v, "0") || !strcmp(v, "no") || !strcmp(v, "off"))
+            b = 0;
+        else {
+            snprintf(why, sizeof why, "expected true or false");
+            goto bad;
+        }
+        *(int *)field = b;
+        return 0;
+    }
+    case OPT_LIST: {
+        /* One value; the caller decides whether it replaces or appends (see list_*). */
+        struct strlist *l = field;
+        if (o->check && o->check(v, why, sizeof why) < 0) goto bad;
+        char **nv = realloc(l->v, (l->n + 1) * sizeof *nv);
+        if (!nv) goto bad;
+        l->v = nv;
+        if (!(l->v[l->n] = strdup(v))) goto bad;
+        l->n++;
+        return 0;
+    }
     case OPT_DURATION: {
         long ms;
         if (config_parse_duration_ms(v, &ms) < 0) {
@@ -267,6 +406,39 @@ bad:
         snprintf(err, errlen, "invalid --%s%s \"%.200s\" (from %s): %s", o->name,
                  from_file_path ? "-file" : "", v, src, why);
     return -1;
+}
+
+static void list_clear(struct strlist *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+    l->v = NULL;
+    l->n = 0;
+}
+
+/* Sets an option from one layer's text. A list is replaced by the comma-separated items of v
+ * (blank items dropped); anything else is set as apply() does. */
+static int apply_layer(struct config *cfg, const struct opt *o, const char *v, int from_file_path,
+                       const char *src, char *err, size_t errlen)
+{
+    if (o->type != OPT_LIST) return apply(cfg, o, v, from_file_path, src, err, errlen);
+    struct strlist *l = (struct strlist *)((char *)cfg + o->offset);
+    list_clear(l);
+    char *copy = strdup(v);
+    if (!copy) return -1;
+    int rc = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(copy, ",", &save); tok && rc == 0; tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ' || *tok == '\t')
+            tok++;
+        size_t n = strlen(tok);
+        while (n && (tok[n - 1] == ' ' || tok[n - 1] == '\t'))
+            tok[--n] = '\0';
+        if (*tok) rc = apply(cfg, o, tok, 0, src, err, errlen);
+    }
+    free(copy);
+    return rc;
 }
 
 /* Finds the option named by a flag or config key; sets *is_file for the "-file" form of a
@@ -333,7 +505,22 @@ static int load_file(struct config *cfg, const char *path, char *err, size_t err
         }
         char text[64];
         const char *v;
-        if (cJSON_IsString(item)) {
+        if (o->type == OPT_LIST && cJSON_IsArray(item)) {
+            list_clear((struct strlist *)((char *)cfg + o->offset));
+            const cJSON *el;
+            cJSON_ArrayForEach(el, item)
+            {
+                if (!cJSON_IsString(el)) {
+                    snprintf(err, errlen, "invalid --%s (from %s): expected strings", o->name, src);
+                    goto out;
+                }
+                if (apply(cfg, o, el->valuestring, 0, src, err, errlen) < 0) goto out;
+            }
+            continue;
+        }
+        if (cJSON_IsBool(item) && o->type == OPT_BOOL) {
+            v = cJSON_IsTrue(item) ? "true" : "false";
+        } else if (cJSON_IsString(item)) {
             v = item->valuestring;
         } else if (cJSON_IsNumber(item) && o->type != OPT_STRING && o->type != OPT_SECRET) {
             snprintf(text, sizeof text, "%.0f", item->valuedouble);
@@ -349,7 +536,7 @@ static int load_file(struct config *cfg, const char *path, char *err, size_t err
                                                                     : "number or string");
             goto out;
         }
-        if (apply(cfg, o, v, is_file, src, err, errlen) < 0) goto out;
+        if (apply_layer(cfg, o, v, is_file, src, err, errlen) < 0) goto out;
     }
     rc = 0;
 out:
@@ -393,6 +580,7 @@ int config_load(struct config *cfg, int argc, char **argv, char **envp, enum con
                      a + 2);
             return -1;
         }
+        if (o->type == OPT_BOOL && !eq) continue;
         if (!eq && i + 1 >= argc) {
             snprintf(err, errlen, "flag --%s needs a value", argv[i] + 2);
             return -1;
@@ -411,21 +599,24 @@ int config_load(struct config *cfg, int argc, char **argv, char **envp, enum con
         char name[96];
         env_name(&opts[i], NULL, name, sizeof name);
         const char *v = env_get(envp, name);
-        if (v && apply(cfg, &opts[i], v, 0, name, err, errlen) < 0) return -1;
+        if (v && apply_layer(cfg, &opts[i], v, 0, name, err, errlen) < 0) return -1;
         if (opts[i].type == OPT_SECRET) {
             env_name(&opts[i], "_FILE", name, sizeof name);
             v = env_get(envp, name);
             if (v && apply(cfg, &opts[i], v, 1, name, err, errlen) < 0) return -1;
         }
     }
+    int list_seen[N_OPTS] = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *eq = strchr(a + 2, '=');
         size_t nlen = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
         int is_file;
         const struct opt *o = find_opt(a + 2, nlen, &is_file);
-        const char *v = eq ? eq + 1 : argv[++i];
+        const char *v = eq ? eq + 1 : (o->type == OPT_BOOL ? "true" : argv[++i]);
         if (o == &opts[0]) continue;
+        if (o->type == OPT_LIST && !list_seen[o - opts]++)
+            list_clear((struct strlist *)((char *)cfg + o->offset));
         if (apply(cfg, o, v, is_file, "flag", err, errlen) < 0) return -1;
     }
     return 0;
@@ -438,6 +629,8 @@ void config_free(struct config *cfg)
             char **p = (char **)((char *)cfg + opts[i].offset);
             free(*p);
             *p = NULL;
+        } else if (opts[i].type == OPT_LIST) {
+            list_clear((struct strlist *)((char *)cfg + opts[i].offset));
         }
     }
 }
@@ -454,7 +647,8 @@ void config_usage(struct buf *b)
         const struct opt *o = &opts[i];
         char env[96], flag[96];
         env_name(o, NULL, env, sizeof env);
-        snprintf(flag, sizeof flag, "--%s %s", o->name, o->metavar);
+        snprintf(flag, sizeof flag, "--%s%s%s", o->name, o->metavar ? " " : "",
+                 o->metavar ? o->metavar : "");
         buf_printf(b, "  %-30s %s\n", flag, o->help);
         buf_printf(b, "  %-30s env %s", "", env);
         if (o->type == OPT_SECRET) buf_printf(b, " or %s_FILE", env);
@@ -492,6 +686,19 @@ int config_json_redacted(const struct config *cfg, struct buf *b)
         case OPT_DURATION:
             rc |= buf_printf(b, "\"%ldms\"", *(const long *)field);
             break;
+        case OPT_BOOL:
+            rc |= buf_adds(b, *(const int *)field ? "true" : "false");
+            break;
+        case OPT_LIST: {
+            const struct strlist *l = field;
+            rc |= buf_adds(b, "[");
+            for (size_t k = 0; k < l->n; k++) {
+                if (k) rc |= buf_adds(b, ",");
+                rc |= buf_add_json_string(b, l->v[k]);
+            }
+            rc |= buf_adds(b, "]");
+            break;
+        }
         }
     }
     rc |= buf_adds(b, "}");

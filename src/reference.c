@@ -4,6 +4,7 @@
  */
 #include "reference.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static int is_lower_alnum(char c)
@@ -124,4 +125,45 @@ int ref_valid_host(const char *s)
         if (*p == ':') return valid_port(p + 1);
         return 0;
     }
+}
+
+int ref_parse_image(const char *s, struct image_ref *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!s || !*s || strlen(s) > 600) return -1;
+    char tmp[640];
+    snprintf(tmp, sizeof tmp, "%s", s);
+    char *at = strchr(tmp, '@');
+    if (at) {
+        *at = '\0';
+        if (!ref_valid_digest(at + 1)) return -1;
+        snprintf(out->digest, sizeof out->digest, "%s", at + 1);
+    }
+    char *name = tmp;
+    char *slash = strchr(tmp, '/');
+    if (slash) {
+        size_t n = (size_t)(slash - tmp);
+        if ((memchr(tmp, '.', n) || memchr(tmp, ':', n) || (n == 9 && !strncmp(tmp, "localhost", 9)))) {
+            *slash = '\0';
+            if (!ref_valid_host(tmp) || strlen(tmp) >= sizeof out->host) return -1;
+            snprintf(out->host, sizeof out->host, "%s", tmp);
+            name = slash + 1;
+        }
+    }
+    char *colon = strrchr(name, ':');
+    if (colon) {
+        *colon = '\0';
+        if (!ref_valid_tag(colon + 1)) return -1;
+        snprintf(out->tag, sizeof out->tag, "%s", colon + 1);
+    }
+    if (!ref_valid_repository(name)) return -1;
+    snprintf(out->repository, sizeof out->repository, "%s", name);
+    return 0;
+}
+
+int ref_format_image(const struct image_ref *r, char *out, size_t len)
+{
+    int n = snprintf(out, len, "%s%s%s%s%s%s%s", r->host, r->host[0] ? "/" : "", r->repository,
+                     r->tag[0] ? ":" : "", r->tag, r->digest[0] ? "@" : "", r->digest);
+    return (n < 0 || (size_t)n >= len) ? -1 : 0;
 }

@@ -1,0 +1,51 @@
+/*
+ * marathon.h: the Marathon REST client: which URL to use (fail-over between several, leader
+ * redirects followed), how to authenticate, and the few calls the deployer makes.
+ *
+ * Credentials are held here and never logged; a failed request is logged with curl's error
+ * buffer or Marathon's status and message.
+ */
+#ifndef AUTODEPLOY_MARATHON_H
+#define AUTODEPLOY_MARATHON_H
+
+#include "config.h"
+#include "httpc.h"
+
+#include <cjson/cJSON.h>
+
+struct marathon;
+
+/* NULL with a reason when cfg has no usable --marathon-url. */
+struct marathon *marathon_new(const struct config *cfg, char *err, size_t errlen);
+void marathon_free(struct marathon *m);
+
+/* One request to path (e.g. "/v2/apps/x?force=true"), body optional (JSON). Tries each
+ * configured URL in order, starting with the last one that answered, until one gives an HTTP
+ * answer. Returns 0 with resp->status set, -1 when none answered (resp->err says why). Counts
+ * Marathon errors by status in autodeploy_marathon_errors_total. */
+int marathon_request(struct marathon *m, const char *method, const char *path, const char *body,
+                     struct httpc_resp *resp);
+
+/* Like marathon_request, for GET /v2/events: streams until *stop or the connection ends. */
+int marathon_stream(struct marathon *m, const char *path,
+                    void (*on_data)(const char *p, size_t n, void *ctx), void *ctx,
+                    volatile int *stop, struct httpc_resp *resp);
+
+/* Builds "/v2/apps?label=<selector>" for apps that have the label, escaping the label name as
+ * Marathon's selector grammar and URLs require. */
+int marathon_label_query(const char *label, struct buf *out);
+
+/* Appends an app id to a path, keeping its slashes: "/staging/foo" -> "/v2/apps/staging/foo". */
+int marathon_app_path(const char *app_id, struct buf *out);
+
+/* The message of a Marathon error body ({"message": ...}, with details for 422), for reports.
+ * Falls back to the status and the first bytes of a non-JSON body. */
+void marathon_error_text(const struct httpc_resp *resp, char *out, size_t len);
+
+/* The base URL used last (for links and logs; never carries credentials). */
+const char *marathon_base_url(struct marathon *m);
+
+/* Declares the client's metric families. */
+void marathon_metrics_declare(void);
+
+#endif

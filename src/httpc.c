@@ -1,0 +1,244 @@
+/*
+ * httpc.c: libcurl behind a small interface (see httpc.h). This is the only file that
+ * includes curl. Easy handles live one per thread (a pthread key frees them when the thread
+ * ends), which keeps connections alive between requests of the same worker without ever
+ * sharing a handle.
+ */
+#include "httpc.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static pthread_key_t handle_key;
+static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+
+static void handle_free(void *h)
+{
+    curl_easy_cleanup(h);
+}
+
+static void key_init(void)
+{
+    pthread_key_create(&handle_key, handle_free);
+}
+
+int httpc_global_init(void)
+{
+    pthread_once(&key_once, key_init);
+    return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1;
+}
+
+void httpc_global_cleanup(void)
+{
+    CURL *h = pthread_getspecific(handle_key);
+    if (h) {
+        curl_easy_cleanup(h);
+        pthread_setspecific(handle_key, NULL);
+    }
+    curl_global_cleanup();
+}
+
+static CURL *thread_handle(void)
+{
+    pthread_once(&key_once, key_init);
+    CURL *h = pthread_getspecific(handle_key);
+    if (h) {
+        curl_easy_reset(h);
+        return h;
+    }
+    h = curl_easy_init();
+    if (h) pthread_setspecific(handle_key, h);
+    return h;
+}
+
+struct sink {
+    struct httpc_resp *resp;
+    void (*on_data)(const char *p, size_t n, void *ctx);
+    void *ctx;
+    volatile int *stop;
+    int overflow;
+};
+
+static size_t on_write(char *p, size_t size, size_t nmemb, void *userdata)
+{
+    struct sink *s = userdata;
+    size_t n = size * nmemb;
+    if (s->on_data && s->resp->status >= 200 && s->resp->status < 300) {
+        s->on_data(p, n, s->ctx);
+        return n;
+    }
+    if (buf_add(&s->resp->body, p, n) < 0) s->overflow = 1; /* keep what fits, drop the rest */
+    return n;
+}
+
+static void header_value(const char *line, size_t n, const char *name, char *out, size_t outlen)
+{
+    size_t nl = strlen(name);
+    if (n <= nl + 1 || strncasecmp(line, name, nl) != 0 || line[nl] != ':') return;
+    const char *v = line + nl + 1;
+    const char *end = line + n;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+        end--;
+    size_t len = (size_t)(end - v);
+    if (len >= outlen) len = outlen - 1;
+    memcpy(out, v, len);
+    out[len] = '\0';
+}
+
+static size_t on_header(char *p, size_t size, size_t nmemb, void *userdata)
+{
+    struct sink *s = userdata;
+    size_t n = size * nmemb;
+    if (n > 5 && strncmp(p, "HTTP/", 5) == 0) {
+        /* A new response (after a redirect or 100-continue): forget the previous headers. */
+        long st = 0;
+        const char *sp = memchr(p, ' ', n);
+        if (sp) st = strtol(sp + 1, NULL, 10);
+        s->resp->status = st;
+        s->resp->deployment_id[0] = s->resp->retry_after[0] = s->resp->content_type[0] = '\0';
+        return n;
+    }
+    header_value(p, n, "Marathon-Deployment-Id", s->resp->deployment_id,
+                 sizeof s->resp->deployment_id);
+    header_value(p, n, "Retry-After", s->resp->retry_after, sizeof s->resp->retry_after);
+    header_value(p, n, "Content-Type", s->resp->content_type, sizeof s->resp->content_type);
+    return n;
+}
+
+static int on_progress(void *userdata, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+    (void)dt;
+    (void)dn;
+    (void)ut;
+    (void)un;
+    struct sink *s = userdata;
+    return (s->stop && *s->stop) ? 1 : 0;
+}
+
+static int perform(const struct httpc_req *req, struct httpc_resp *resp, struct sink *s,
+                   int streaming)
+{
+    memset(resp, 0, sizeof *resp);
+    buf_init(&resp->body, req->max_response ? req->max_response : 4 * 1024 * 1024);
+    CURL *h = thread_handle();
+    if (!h) {
+        snprintf(resp->err, sizeof resp->err, "cannot create a curl handle");
+        return -1;
+    }
+    char errbuf[CURL_ERROR_SIZE] = "";
+    struct curl_slist *hdrs = NULL;
+    char line[512];
+    const char *accept = req->accept ? req->accept : "application/json";
+    snprintf(line, sizeof line, "Accept: %s", accept);
+    hdrs = curl_slist_append(hdrs, line);
+    if (req->body) {
+        snprintf(line, sizeof line, "Content-Type: %s",
+                 req->content_type ? req->content_type : "application/json");
+        hdrs = curl_slist_append(hdrs, line);
+    }
+    hdrs = curl_slist_append(hdrs, "Expect:");
+    if (req->auth_header) hdrs = curl_slist_append(hdrs, req->auth_header);
+
+    curl_easy_setopt(h, CURLOPT_URL, req->url);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, "autodeployd/" AUTODEPLOY_VERSION);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+                     req->connect_timeout_ms ? req->connect_timeout_ms : 5000L);
+    if (!streaming) curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, req->timeout_ms ? req->timeout_ms : 30000L);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, s);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, s);
+    if (req->ca_file) curl_easy_setopt(h, CURLOPT_CAINFO, req->ca_file);
+    if (req->userpwd) {
+        curl_easy_setopt(h, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
+        curl_easy_setopt(h, CURLOPT_USERPWD, req->userpwd);
+    }
+    if (req->follow_redirects) {
+        curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
+        curl_easy_setopt(h, CURLOPT_MAXREDIRS, 5L);
+        curl_easy_setopt(h, CURLOPT_POSTREDIR, (long)CURL_REDIR_POST_ALL);
+        /* The leader is another host of the same cluster and needs the same credentials. */
+        curl_easy_setopt(h, CURLOPT_UNRESTRICTED_AUTH, 1L);
+    }
+    const char *m = req->method ? req->method : "GET";
+    if (!strcmp(m, "GET")) {
+        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+    } else {
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, m);
+    }
+    if (req->body) {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+    } else if (strcmp(m, "GET") != 0) {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
+    }
+    if (streaming) {
+        curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(h, CURLOPT_XFERINFODATA, s);
+        /* A stream that stays silent past two heartbeats is dead even if TCP says otherwise. */
+        curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 30L);
+    }
+
+    CURLcode rc = curl_easy_perform(h);
+    long status = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    resp->status = status;
+    curl_slist_free_all(hdrs);
+    /* Reset drops the pointers to this call's buffers; the connection cache survives. */
+    curl_easy_reset(h);
+    if (rc == CURLE_ABORTED_BY_CALLBACK && s->stop && *s->stop) return 0;
+    if (rc != CURLE_OK) {
+        snprintf(resp->err, sizeof resp->err, "%s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
+        if (streaming && status >= 200 && status < 300) return -1;
+        if (!streaming) resp->status = status ? status : 0;
+        return -1;
+    }
+    return 0;
+}
+
+int httpc_do(const struct httpc_req *req, struct httpc_resp *resp)
+{
+    struct sink s = {.resp = resp};
+    return perform(req, resp, &s, 0);
+}
+
+int httpc_stream(const struct httpc_req *req, void (*on_data)(const char *p, size_t n, void *ctx),
+                 void *ctx, volatile int *stop, struct httpc_resp *resp)
+{
+    struct sink s = {.resp = resp, .on_data = on_data, .ctx = ctx, .stop = stop};
+    return perform(req, resp, &s, 1);
+}
+
+void httpc_resp_free(struct httpc_resp *resp)
+{
+    buf_free(&resp->body);
+}
+
+int httpc_url_escape(const char *s, struct buf *out)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        unsigned char c = *p;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '.' || c == '_' || c == '~') {
+            if (buf_add(out, p, 1) < 0) return -1;
+        } else {
+            char e[3] = {'%', hex[c >> 4], hex[c & 15]};
+            if (buf_add(out, e, 3) < 0) return -1;
+        }
+    }
+    return 0;
+}
