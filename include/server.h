@@ -3,21 +3,24 @@
  * read-only endpoints. The webhook's logic itself lives in webhook.c.
  *
  * Endpoints: POST /v1/webhooks/registry, GET /healthz, GET /metrics, GET /v1/pushes,
- * POST /v1/pause, POST /v1/resume.
+ * GET /v1/deployments, GET /v1/plan?image=..., POST /v1/pause, POST /v1/resume.
  */
 #ifndef AUTODEPLOY_SERVER_H
 #define AUTODEPLOY_SERVER_H
 
 #include "config.h"
+#include "deploy.h"
 #include "queue.h"
 
 #include <stddef.h>
 
 struct server;
 
-/* Starts listening on cfg->listen with the server's own threads. cfg and q must outlive the
- * server. NULL with a reason in err when the address cannot be bound. */
-struct server *server_start(const struct config *cfg, struct pushq *q, char *err, size_t errlen);
+/* Starts listening on cfg->listen with the server's own threads. cfg, q and d (NULL when
+ * nothing is deployed) must outlive the server. NULL with a reason in err when the address
+ * cannot be bound. */
+struct server *server_start(const struct config *cfg, struct pushq *q, struct deployer *d,
+                            char *err, size_t errlen);
 
 /* The port actually bound (useful with port 0). */
 int server_port(const struct server *s);

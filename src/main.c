@@ -1,17 +1,24 @@
 /*
- * main.c: start-up, the worker that drains the push queue, signals and shutdown.
+ * main.c: start-up, signals and shutdown.
  *
- * Order of life: configuration (exit 2 on any bad value), logging, queue, HTTP server, worker;
- * then wait for a signal. Shutdown runs the other way: stop accepting, close the queue, join
- * the worker, free.
+ * Order of life: configuration (exit 2 on any bad value), logging, the HTTP client, the push
+ * queue, Slack, Marathon (client, event follower, deployer), the HTTP server; then wait for a
+ * signal. Shutdown runs the other way: stop accepting, stop the deployer (running deployments
+ * get a bounded grace), stop following, flush Slack, free.
  */
 #include "buf.h"
 #include "config.h"
+#include "deploy.h"
+#include "follow.h"
+#include "httpc.h"
 #include "log.h"
+#include "marathon.h"
 #include "match.h"
 #include "metrics.h"
 #include "queue.h"
+#include "report.h"
 #include "server.h"
+#include "slack.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -47,18 +54,31 @@ static double paused_gauge(void *ctx)
     return pushq_paused(ctx) ? 1 : 0;
 }
 
-/* The worker: takes pushes in arrival order. Deploying is not wired in yet, so a push ends as
- * "received" and is logged; the queue, its bounds and pause still behave as they will. */
-static void *worker_main(void *arg)
+/* Without --marathon-url nothing can be deployed: pushes are recorded and announced. */
+static void *record_only_main(void *arg)
 {
     struct pushq *q = arg;
     struct push p;
     while (pushq_take(q, &p) == 0) {
         pushq_set_state(q, &p, "received");
-        log_info("push received", "event_id", p.event_id, "registry", p.host, "repository",
-                 p.repository, "tag", p.tag, "digest", p.digest, NULL);
+        log_info("push received (no --marathon-url: nothing deployed)", "event_id", p.event_id,
+                 "registry", p.host, "repository", p.repository, "tag", p.tag, "digest", p.digest,
+                 NULL);
+        struct report r;
+        memset(&r, 0, sizeof r);
+        r.kind = REPORT_PUSHED;
+        r.push = p;
+        r.instances = -1;
+        report_emit(&r);
     }
     return NULL;
+}
+
+static void log_report(const struct report *r, void *ctx)
+{
+    (void)ctx;
+    log_debug("report", "kind", report_kind_name(r->kind), "app", r->app_id, "repository",
+              r->push.repository, "tag", r->push.tag, "reason", r->reason, NULL);
 }
 
 int main(int argc, char **argv)
@@ -69,8 +89,12 @@ int main(int argc, char **argv)
     int rc = 1;
     struct pushq *q = NULL;
     struct server *srv = NULL;
-    pthread_t worker;
-    int worker_started = 0;
+    struct slack *slack = NULL;
+    struct marathon *mar = NULL;
+    struct follower *fol = NULL;
+    struct deployer *dep = NULL;
+    pthread_t recorder;
+    int recorder_started = 0;
 
     if (argc > 1 && strcmp(argv[1], "match") == 0) return match_cli_main(argc - 1, argv + 1);
 
@@ -82,10 +106,8 @@ int main(int argc, char **argv)
     if (action != CONFIG_RUN) {
         struct buf b;
         buf_init(&b, 1 << 20);
-        if (action == CONFIG_HELP)
-            config_usage(&b);
-        else
-            buf_printf(&b, "autodeployd %s\n", AUTODEPLOY_VERSION);
+        if (action == CONFIG_HELP) config_usage(&b);
+        else buf_printf(&b, "autodeployd %s\n", AUTODEPLOY_VERSION);
         fwrite(b.data, 1, b.len, stdout);
         buf_free(&b);
         config_free(&cfg);
@@ -93,6 +115,11 @@ int main(int argc, char **argv)
     }
     log_setup((enum log_level)log_level_parse(cfg.log_level),
               (enum log_format)log_format_parse(cfg.log_format));
+    if (httpc_global_init() < 0) {
+        log_error("cannot initialise the HTTP client", NULL);
+        config_free(&cfg);
+        return 1;
+    }
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -112,21 +139,48 @@ int main(int argc, char **argv)
     }
     metrics_declare("autodeploy_build_info", "gauge", "Build information; always 1.");
     metrics_set("autodeploy_build_info", "version", AUTODEPLOY_VERSION, 1);
-    metrics_declare_gauge_fn("autodeploy_queue_depth", "Pushes waiting in the queue.", queue_depth,
-                             q);
+    metrics_declare_gauge_fn("autodeploy_queue_depth", "Pushes waiting in the queue.",
+                             queue_depth, q);
     metrics_declare_gauge_fn("autodeploy_paused", "1 while an operator has paused deployments.",
                              paused_gauge, q);
+    report_add_sink(log_report, NULL);
 
-    srv = server_start(&cfg, q, err, sizeof err);
+    if (cfg.slack_webhook_url) {
+        slack = slack_new(&cfg, err, sizeof err);
+        if (!slack) {
+            log_error("cannot set up Slack notifications", "error", err, NULL);
+            rc = 2;
+            goto out;
+        }
+        report_add_sink(slack_report_sink, slack);
+    }
+
+    if (cfg.marathon_url) {
+        mar = marathon_new(&cfg, err, sizeof err);
+        fol = mar ? follower_new(mar) : NULL;
+        dep = fol ? deployer_new(&cfg, q, mar, fol, err, sizeof err) : NULL;
+        if (!dep) {
+            log_error("cannot set up the Marathon deployer", "error", err, NULL);
+            rc = 2;
+            goto out;
+        }
+        if (follower_start(fol) < 0 || deployer_start(dep) < 0) {
+            log_error("cannot start the deployer threads", NULL);
+            goto out;
+        }
+    } else {
+        if (pthread_create(&recorder, NULL, record_only_main, q) != 0) {
+            log_error("cannot start the worker thread", NULL);
+            goto out;
+        }
+        recorder_started = 1;
+    }
+
+    srv = server_start(&cfg, q, dep, err, sizeof err);
     if (!srv) {
         log_error("cannot start the HTTP server", "error", err, NULL);
         goto out;
     }
-    if (pthread_create(&worker, NULL, worker_main, q) != 0) {
-        log_error("cannot start the worker thread", NULL);
-        goto out;
-    }
-    worker_started = 1;
 
     struct buf cj;
     buf_init(&cj, 64 * 1024);
@@ -141,6 +195,9 @@ int main(int argc, char **argv)
     if (!cfg.webhook_token)
         log_warn("no --webhook-token set: anyone who can reach the webhook can trigger "
                  "deployments",
+                 NULL);
+    if (!cfg.marathon_url)
+        log_warn("no --marathon-url set: pushes are recorded and announced, nothing is deployed",
                  NULL);
 
     while (!stop_requested) {
@@ -157,13 +214,20 @@ int main(int argc, char **argv)
     rc = 0;
 out:
     server_stop(srv);
+    if (dep) deployer_stop(dep, 0);
     if (q) pushq_close(q);
-    if (worker_started) pthread_join(worker, NULL);
+    if (recorder_started) pthread_join(recorder, NULL);
     if (q && pushq_depth(q))
         log_warn("pushes still queued at exit are dropped; the registry will not resend them",
                  NULL);
+    deployer_free(dep);
+    follower_free(fol);
+    marathon_free(mar);
+    report_clear_sinks();
+    slack_free(slack);
     pushq_free(q);
     config_free(&cfg);
+    httpc_global_cleanup();
     if (rc == 0) log_info("stopped", NULL);
     return rc;
 }

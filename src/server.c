@@ -11,6 +11,7 @@
 #include "buf.h"
 #include "log.h"
 #include "metrics.h"
+#include "report.h"
 #include "webhook.h"
 
 #include <microhttpd.h>
@@ -30,10 +31,21 @@ struct server {
     struct MHD_Daemon *mhd;
     const struct config *cfg;
     struct pushq *q;
+    struct deployer *d;
     int port;
 };
 
-enum route { R_NONE = 0, R_WEBHOOK, R_HEALTH, R_METRICS, R_PUSHES, R_PAUSE, R_RESUME };
+enum route {
+    R_NONE = 0,
+    R_WEBHOOK,
+    R_HEALTH,
+    R_METRICS,
+    R_PUSHES,
+    R_DEPLOYMENTS,
+    R_PLAN,
+    R_PAUSE,
+    R_RESUME
+};
 
 static const struct {
     const char *path;
@@ -44,6 +56,8 @@ static const struct {
     {"/healthz", "GET", R_HEALTH},
     {"/metrics", "GET", R_METRICS},
     {"/v1/pushes", "GET", R_PUSHES},
+    {"/v1/deployments", "GET", R_DEPLOYMENTS},
+    {"/v1/plan", "GET", R_PLAN},
     {"/v1/pause", "POST", R_PAUSE},
     {"/v1/resume", "POST", R_RESUME},
 };
@@ -164,6 +178,13 @@ static int webhook_headers(struct server *s, struct MHD_Connection *c, enum MHD_
     return status;
 }
 
+static const char *url_of(enum route r)
+{
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
+        if (routes[i].route == r) return routes[i].path;
+    return "";
+}
+
 static enum MHD_Result serve_small(struct server *s, struct MHD_Connection *c, enum route r)
 {
     struct buf b;
@@ -182,6 +203,21 @@ static enum MHD_Result serve_small(struct server *s, struct MHD_Connection *c, e
         pushq_recent_json(s->q, &b);
         ret = respond(c, 200, "application/json", &b, NULL, NULL);
         break;
+    case R_DEPLOYMENTS:
+        if (s->d) deployer_records_json(s->d, &b);
+        else buf_adds(&b, "{\"deployments\":[]}");
+        ret = respond(c, 200, "application/json", &b, NULL, NULL);
+        break;
+    case R_PLAN: {
+        if (!s->d) {
+            ret = respond_error(c, 503, "no --marathon-url configured", NULL, NULL);
+            break;
+        }
+        const char *image = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "image");
+        int st = deployer_plan_json(s->d, image, &b);
+        ret = respond(c, st, "application/json", &b, NULL, NULL);
+        break;
+    }
     case R_PAUSE:
     case R_RESUME:
         if (!s->cfg->admin_token) {
@@ -195,10 +231,18 @@ static enum MHD_Result serve_small(struct server *s, struct MHD_Connection *c, e
                                 "Bearer realm=\"autodeploy-admin\"");
             break;
         }
-        pushq_set_paused(s->q, r == R_PAUSE);
-        log_warn(r == R_PAUSE ? "deployments paused by an operator"
-                              : "deployments resumed by an operator",
-                 NULL);
+        if (pushq_paused(s->q) != (r == R_PAUSE)) {
+            pushq_set_paused(s->q, r == R_PAUSE);
+            log_warn(r == R_PAUSE ? "deployments paused by an operator"
+                                  : "deployments resumed by an operator",
+                     NULL);
+            struct report rep;
+            memset(&rep, 0, sizeof rep);
+            rep.kind = r == R_PAUSE ? REPORT_PAUSED : REPORT_RESUMED;
+            rep.instances = -1;
+            snprintf(rep.reason, sizeof rep.reason, "an operator (POST %s)", url_of(r));
+            report_emit(&rep);
+        }
         buf_printf(&b, "{\"paused\":%s,\"queued\":%zu}", r == R_PAUSE ? "true" : "false",
                    pushq_depth(s->q));
         ret = respond(c, 200, "application/json", &b, NULL, NULL);
@@ -292,7 +336,8 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     log_warn("http server", "detail", msg, NULL);
 }
 
-struct server *server_start(const struct config *cfg, struct pushq *q, char *err, size_t errlen)
+struct server *server_start(const struct config *cfg, struct pushq *q, struct deployer *d,
+                            char *err, size_t errlen)
 {
     char host[128], port_s[8];
     int port;
@@ -316,6 +361,7 @@ struct server *server_start(const struct config *cfg, struct pushq *q, char *err
     if (!s) goto fail;
     s->cfg = cfg;
     s->q = q;
+    s->d = d;
     metrics_declare("autodeploy_webhook_requests_total", "counter",
                     "Webhook requests answered, by HTTP status code.");
     webhook_metrics_declare();
