@@ -388,7 +388,8 @@ static cJSON *list_apps(struct deployer *d, int64_t deadline, char *err, size_t 
         } else {
             marathon_error_text(&resp, err, errlen);
             httpc_resp_free(&resp);
-            if (resp.status == 401 || resp.status == 422) break; /* retrying cannot help */
+            /* Retrying cannot help a refusal of our credentials or of the selector. */
+            if (resp.status == 401 || resp.status == 403 || resp.status == 422) break;
         }
         if (follower_now_ms() >= deadline) break;
         log_warn("cannot list Marathon apps; retrying", "error", err, NULL);
@@ -1072,12 +1073,12 @@ void deployer_stop(struct deployer *d, long grace_ms)
 {
     if (!d || !d->started) return;
     (void)grace_ms;
-    pushq_close(d->q);
-    pthread_join(d->dispatcher, NULL);
     pthread_mutex_lock(&d->mu);
     d->stop = 1;
     pthread_cond_broadcast(&d->cv);
     pthread_mutex_unlock(&d->mu);
+    pushq_close(d->q);
+    pthread_join(d->dispatcher, NULL);
     for (int i = 0; i < d->n_workers; i++)
         pthread_join(d->workers[i], NULL);
     d->started = 0;

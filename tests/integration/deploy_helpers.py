@@ -1,0 +1,125 @@
+"""Helpers for the deployer's integration tests: the Marathon emulator in-process, app
+definitions, registry push bodies, and waiting on autodeployd's /v1/deployments."""
+import hashlib
+import json
+import os
+import sys
+import urllib.request
+
+import pytest
+
+from conftest import ROOT, wait_for
+
+sys.path.insert(0, os.path.join(ROOT, "tests", "emulator"))
+from marathon import MarathonEmulator  # noqa: E402
+
+TERMINAL = {"succeeded", "failed", "timed_out", "rolled_back", "superseded", "skipped",
+            "unchanged", "dry_run", "interrupted"}
+
+
+def digest(seed):
+    return "sha256:" + hashlib.sha256(seed.encode()).hexdigest()
+
+
+def app(app_id, image, pattern="strava/foo-service:master*", labels=None, instances=2, **extra):
+    definition = {
+        "id": app_id,
+        "cmd": "sleep 1000",
+        "instances": instances,
+        "cpus": 0.1,
+        "mem": 64,
+        "container": {
+            "type": "DOCKER",
+            "docker": {"image": image, "network": "BRIDGE", "forcePullImage": False,
+                       "portMappings": [{"containerPort": 80, "hostPort": 0, "protocol": "tcp"}],
+                       "parameters": [{"key": "log-driver", "value": "journald"}]},
+            "volumes": [{"containerPath": "/data", "hostPath": "/srv/data", "mode": "RW"}],
+        },
+        "labels": {"autodeploy": pattern, "team": "payments", **(labels or {})},
+    }
+    definition.update(extra)
+    return definition
+
+
+_seq = [0]
+
+
+def push(repo="strava/foo-service", tag="master-2", dig=None, host="127.0.0.1:5000",
+         ts=None, pusher="ci-bot", event_id=None):
+    _seq[0] += 1
+    n = _seq[0]
+    ev = {
+        "id": event_id or f"00000000-0000-4000-8000-{n:012d}",
+        "timestamp": ts or f"2026-11-25T10:00:{n % 60:02d}.{n:06d}Z",
+        "action": "push",
+        "target": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "size": 464,
+                   "digest": dig or digest(f"{repo}:{tag}:{n}"), "length": 464,
+                   "repository": repo, "url": "http://x/v2/x", "tag": tag},
+        "request": {"id": "r", "addr": "127.0.0.1:1", "host": host, "method": "PUT",
+                    "useragent": "skopeo/1.9.3"},
+        "actor": {"name": pusher} if pusher else {},
+        "source": {"addr": "vm:5000", "instanceID": "i"},
+    }
+    return json.dumps({"events": [ev]}).encode(), ev
+
+
+@pytest.fixture
+def marathon():
+    made = []
+
+    def start(apps=(), **kw):
+        kw.setdefault("deploy_seconds", 0.3)
+        kw.setdefault("heartbeat_seconds", 0.5)
+        emu = MarathonEmulator(apps=list(apps), **kw).start()
+        made.append(emu)
+        return emu
+
+    yield start
+    for emu in made:
+        emu.stop()
+
+
+def emu_get(emu, path):
+    with urllib.request.urlopen(emu.url + path, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def emu_call(emu, method, path, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(emu.url + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        raw = r.read()
+        return json.loads(raw) if raw else None
+
+
+def app_state(emu, app_id):
+    return emu_get(emu, "/_emu/apps" + app_id)
+
+
+def writes(emu, app_id=None):
+    """Every request that could change an app (PUT/PATCH/POST/DELETE on /v2/apps...)."""
+    out = []
+    for r in emu.get_requests():
+        if r["method"] in ("PUT", "PATCH", "POST", "DELETE") and r["path"].startswith("/v2/apps"):
+            if app_id is None or r["path"] == "/v2/apps" + app_id:
+                out.append(r)
+    return out
+
+
+def records(d, app_id=None):
+    recs = d.request("GET", "/v1/deployments").json()["deployments"]
+    return [r for r in recs if app_id is None or r["app"] == app_id]
+
+
+def wait_records(d, app_id, n=1, timeout=15):
+    """Waits until app_id has at least n records, all in a terminal state; newest first."""
+    def done():
+        recs = records(d, app_id)
+        return recs if len(recs) >= n and all(r["state"] in TERMINAL for r in recs) else None
+    return wait_for(done, timeout=timeout, what=f"{n} finished deployment(s) of {app_id}")
+
+
+def start_daemon(daemon, emu, *args, env=None):
+    urls = emu if isinstance(emu, str) else emu.url
+    return daemon(args=["--marathon-url", urls, "--poll-interval", "300ms", *args], env=env)
