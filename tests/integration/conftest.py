@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -148,3 +149,13 @@ def run_cli(*args, env=None, timeout=10):
     full_env.update(env or {})
     return subprocess.run([AUTODEPLOYD, *args], capture_output=True, text=True, env=full_env,
                           timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def slack():
+    """A Slack sink (tests/emulator/slack_sink.py) on an ephemeral port."""
+    sys.path.insert(0, os.path.join(ROOT, "tests", "emulator"))
+    from slack_sink import SlackSink
+    sink = SlackSink().start()
+    yield sink
+    sink.stop()

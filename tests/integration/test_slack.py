@@ -1,12 +1,13 @@
 """Slack delivery end to end: the real autodeployd posting to the Slack sink
 (tests/emulator/slack_sink.py).
 
-Every accepted push yields a REPORT_PUSHED report with no matching app (the deployer is not
-there yet), so with --slack-pushes all each push is one Slack message. These tests check its
+Without --marathon-url every accepted push yields a REPORT_PUSHED report with no matching app,
+so with --slack-pushes all each push is one Slack message. These tests check its
 exact content, escaping of a hostile pusher, the pacing and retry rules (429 + Retry-After,
 500, a hanging or absent Slack), the bounded queue, the --slack-pushes filter, and that the
-webhook URL stays out of the logs and the API. The message content of the other report kinds
-is pinned in tests/unit/test_notify.c.
+webhook URL stays out of the logs and the API. The messages of real deployments, in order,
+are tested in test_slack_deploy.py; every kind's exact content is pinned in
+tests/unit/test_notify.c.
 """
 import copy
 import json
@@ -24,13 +25,6 @@ from slack_sink import SlackSink  # noqa: E402
 PUSH = json.loads(fixture_bytes("registry", "push_oci_manifest.json"))
 SECRET_PATH = "/services/T0SECRET/B0SECRET/s3cr3tW3bh00kT0k3n"
 METRIC = "autodeploy_slack_messages_total"
-
-
-@pytest.fixture
-def slack():
-    sink = SlackSink().start()
-    yield sink
-    sink.stop()
 
 
 def hook_url(sink):
