@@ -58,6 +58,7 @@ struct config {
     long deploy_timeout_ms;
     long deploy_workers;
     long poll_interval_ms;
+    long shutdown_grace_ms;
 };
 
 /* What config_load decided beyond the settings. */
@@ -78,6 +79,16 @@ void config_usage(struct buf *b);
 
 /* Appends the effective configuration as a JSON object, secrets shown as "(set)". */
 int config_json_redacted(const struct config *cfg, struct buf *b);
+
+/* The configuration in force: set once at start-up and again by each successful reload.
+ * Readers take the pointer when they start a unit of work; a replaced configuration stays
+ * allocated until exit, so a reader never sees one freed under it. */
+void config_publish(struct config *cfg);
+const struct config *config_live(void);
+
+/* Lists in names (", "-separated flags) the settings that differ between old and nw but only
+ * take effect after a restart; returns how many. */
+int config_restart_needed(const struct config *old, const struct config *nw, struct buf *names);
 
 /* Parses "1048576", "512KiB", "1MiB", "1m"... into bytes. 0 on success, -1 otherwise. */
 int config_parse_size(const char *s, size_t *out);

@@ -41,6 +41,10 @@ int deployer_records_json(struct deployer *d, struct buf *b);
  * HTTP status to answer (200, 400 for a bad reference, 502 when Marathon cannot be read). */
 int deployer_plan_json(struct deployer *d, const char *image_ref, struct buf *b);
 
+/* Appends "marathon":"reachable|unreachable|unknown","event_stream":"attached|down" (and
+ * "marathon_error" when unreachable) and returns 1 when Marathon is reachable. */
+int deployer_health_json(struct deployer *d, struct buf *b);
+
 /* Declares the deployer's metric families. */
 void deployer_metrics_declare(void);
 

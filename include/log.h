@@ -30,7 +30,7 @@ int log_format_parse(const char *s);
 int log_enabled(enum log_level level);
 
 /* Writes one record: msg, then key/value string pairs, terminated by a NULL key. */
-void log_write(enum log_level level, const char *msg, ...);
+void log_write(enum log_level level, const char *msg, ...) __attribute__((sentinel));
 
 #define log_debug(...)                                                                             \
     do {                                                                                           \

@@ -45,6 +45,10 @@ void marathon_error_text(const struct httpc_resp *resp, char *out, size_t len);
 /* The base URL used last (for links and logs; never carries credentials). */
 const char *marathon_base_url(struct marathon *m);
 
+/* 1 when the last request got an HTTP answer from Marathon (any status but 5xx), 0 when it
+ * got none or a 5xx, -1 before the first request. why receives the last failure. */
+int marathon_reachable(struct marathon *m, char *why, size_t len);
+
 /* Declares the client's metric families. */
 void marathon_metrics_declare(void);
 

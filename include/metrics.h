@@ -25,6 +25,12 @@ void metrics_set(const char *name, const char *label, const char *value, double 
 /* Reads a series (0 when it does not exist); for tests and the start-up summary. */
 double metrics_get(const char *name, const char *label, const char *value);
 
+/* Declares an unlabelled histogram with the given upper bounds (ascending, at most 16). */
+void metrics_declare_histogram(const char *name, const char *help, const double *bounds, int n);
+
+/* Records one observation in a histogram. */
+void metrics_observe(const char *name, double v);
+
 /* Appends every family in Prometheus text exposition format 0.0.4. */
 int metrics_render(struct buf *b);
 

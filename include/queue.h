@@ -39,6 +39,10 @@ enum pushq_result pushq_offer(struct pushq *q, const struct push *p);
  * closed (what was still queued stays unread). While paused, waits even if pushes are queued. */
 int pushq_take(struct pushq *q, struct push *out);
 
+/* Takes the next push without waiting, even after close (to account for what is left at
+ * exit). Returns 0 with a push, -1 when the queue is empty. */
+int pushq_take_nowait(struct pushq *q, struct push *out);
+
 /* Wakes every waiting pushq_take with -1; later offers still queue (so a restart of workers
  * could resume), and takes return -1 at once. */
 void pushq_close(struct pushq *q);

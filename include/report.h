@@ -23,6 +23,8 @@ enum report_kind {
                            already running that image, older than what runs */
     REPORT_PAUSED,      /* an operator paused deployments */
     REPORT_RESUMED,     /* an operator resumed them */
+    REPORT_INTERRUPTED, /* autodeployd stopped while following a deployment Marathon goes on
+                           with; its outcome is not known to autodeployd */
 };
 
 #define REPORT_TEXT_MAX 512
@@ -55,7 +57,7 @@ void report_emit(const struct report *r);
 void report_clear_sinks(void);
 
 /* "pushed", "deploying", "deployed", "failed", "timed_out", "rolled_back", "superseded",
- * "skipped", "paused", "resumed". */
+ * "skipped", "paused", "resumed", "interrupted". */
 const char *report_kind_name(enum report_kind k);
 
 #endif

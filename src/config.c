@@ -27,6 +27,7 @@ struct opt {
     const char *metavar;
     const char *help;
     int (*check)(const char *v, char *err, size_t errlen);
+    int live; /* 1: a SIGHUP reload applies it; 0: it needs a restart */
 };
 
 static int check_listen(const char *v, char *err, size_t errlen)
@@ -118,87 +119,91 @@ static int check_label(const char *v, char *err, size_t errlen)
 
 static const struct opt opts[] = {
     {"config", OPT_STRING, OFF(config_file), NULL, 0, 0, "FILE",
-     "JSON file of settings (keys are the flag names); flags and env override it", NULL},
+     "JSON file of settings (keys are the flag names); flags and env override it", NULL, 0},
     {"listen", OPT_STRING, OFF(listen), "127.0.0.1:8080", 0, 0, "HOST:PORT",
      "address of the HTTP server (webhook, health, metrics); port 0 picks a free port",
-     check_listen},
+     check_listen, 0},
     {"webhook-token", OPT_SECRET, OFF(webhook_token), NULL, 0, 0, "TOKEN",
-     "require 'Authorization: Bearer TOKEN' on the webhook (also --webhook-token-file)", NULL},
+     "require 'Authorization: Bearer TOKEN' on the webhook (also --webhook-token-file)", NULL, 1},
     {"admin-token", OPT_SECRET, OFF(admin_token), NULL, 0, 0, "TOKEN",
      "bearer token for POST /v1/pause and /v1/resume; unset disables them "
      "(also --admin-token-file)",
-     NULL},
+     NULL, 1},
     {"max-body-bytes", OPT_SIZE, OFF(max_body_bytes), "1MiB", 1024, 64L * 1024 * 1024, "SIZE",
-     "largest webhook body accepted (larger: 413)", NULL},
+     "largest webhook body accepted (larger: 413)", NULL, 1},
     {"queue-size", OPT_LONG, OFF(queue_size), "1000", 1, 1000000, "N",
-     "pushes waiting for deployment at most (full: 503 + Retry-After)", NULL},
+     "pushes waiting for deployment at most (full: 503 + Retry-After)", NULL, 0},
     {"dedup-size", OPT_LONG, OFF(dedup_size), "10000", 16, 10000000, "N",
-     "event ids and repository:tag digests remembered to drop duplicates", NULL},
+     "event ids and repository:tag digests remembered to drop duplicates", NULL, 0},
     {"recent-pushes", OPT_LONG, OFF(recent_pushes), "100", 1, 100000, "N",
-     "accepted pushes kept for GET /v1/pushes", NULL},
-    {"http-threads", OPT_LONG, OFF(http_threads), "2", 1, 64, "N", "HTTP server threads", NULL},
+     "accepted pushes kept for GET /v1/pushes", NULL, 0},
+    {"http-threads", OPT_LONG, OFF(http_threads), "2", 1, 64, "N", "HTTP server threads", NULL, 0},
     {"http-timeout", OPT_DURATION, OFF(http_timeout_ms), "10s", 1000, 3600L * 1000, "DURATION",
-     "close HTTP connections idle this long (slow clients)", NULL},
+     "close HTTP connections idle this long (slow clients)", NULL, 0},
     {"log-level", OPT_STRING, OFF(log_level), "info", 0, 0, "LEVEL", "debug, info, warn or error",
-     check_level},
+     check_level, 1},
     {"log-format", OPT_STRING, OFF(log_format), "json", 0, 0, "FORMAT",
-     "json (one object per line) or text", check_format},
+     "json (one object per line) or text", check_format, 1},
     {"marathon-url", OPT_STRING, OFF(marathon_url), NULL, 0, 0, "URL[,URL...]",
      "Marathon API; several URLs fail over in order (leader redirects are followed)",
-     check_url_list},
+     check_url_list, 0},
     {"marathon-user", OPT_STRING, OFF(marathon_user), NULL, 0, 0, "USER",
-     "Basic auth user (Marathon --http_credentials)", NULL},
+     "Basic auth user (Marathon --http_credentials)", NULL, 0},
     {"marathon-password", OPT_SECRET, OFF(marathon_password), NULL, 0, 0, "PASSWORD",
-     "Basic auth password (also --marathon-password-file)", NULL},
+     "Basic auth password (also --marathon-password-file)", NULL, 0},
     {"marathon-token", OPT_SECRET, OFF(marathon_token), NULL, 0, 0, "TOKEN",
-     "DC/OS ACS token, sent as 'Authorization: token=...' (also --marathon-token-file)", NULL},
+     "DC/OS ACS token, sent as 'Authorization: token=...' (also --marathon-token-file)", NULL, 0},
     {"marathon-ca-file", OPT_STRING, OFF(marathon_ca_file), NULL, 0, 0, "FILE",
-     "PEM CA bundle to verify an https Marathon", NULL},
+     "PEM CA bundle to verify an https Marathon", NULL, 0},
     {"marathon-connect-timeout", OPT_DURATION, OFF(marathon_connect_timeout_ms), "5s", 100,
-     600L * 1000, "DURATION", "time allowed to connect to Marathon", NULL},
+     600L * 1000, "DURATION", "time allowed to connect to Marathon", NULL, 0},
     {"marathon-timeout", OPT_DURATION, OFF(marathon_timeout_ms), "15s", 100, 3600L * 1000,
-     "DURATION", "time allowed for one Marathon request", NULL},
+     "DURATION", "time allowed for one Marathon request", NULL, 0},
     {"label", OPT_STRING, OFF(label), "autodeploy", 0, 0, "NAME",
-     "app label holding the image patterns", check_label},
+     "app label holding the image patterns", check_label, 1},
     {"registry-alias", OPT_LIST, OFF(registry_alias), NULL, 0, 0, "NAME=HOST",
-     "treat registry hosts NAME and HOST as the same registry (repeatable)", check_alias},
-    {"allow-repository-wildcards", OPT_BOOL, OFF(allow_repository_wildcards), "false", 0, 0,
-     NULL, "accept patterns with wildcards in the repository part (unsafe: any repository "
+     "treat registry hosts NAME and HOST as the same registry (repeatable)", check_alias, 0},
+    {"allow-repository-wildcards", OPT_BOOL, OFF(allow_repository_wildcards), "false", 0, 0, NULL,
+     "accept patterns with wildcards in the repository part (unsafe: any repository "
      "could deploy into the app)",
-     NULL},
+     NULL, 0},
     {"app-prefix", OPT_LIST, OFF(app_prefix), NULL, 0, 0, "PREFIX",
      "only touch apps whose id starts with PREFIX, e.g. /staging/ (repeatable; none: all)",
-     check_prefix},
-    {"dry-run", OPT_BOOL, OFF(dry_run), "false", 0, 0, NULL,
-     "do everything but change Marathon", NULL},
+     check_prefix, 1},
+    {"dry-run", OPT_BOOL, OFF(dry_run), "false", 0, 0, NULL, "do everything but change Marathon",
+     NULL, 1},
     {"force", OPT_BOOL, OFF(force), "false", 0, 0, NULL,
      "update apps locked by a deployment with ?force=true (per app: label autodeploy.force=true)",
-     NULL},
+     NULL, 1},
     {"pin-digest", OPT_BOOL, OFF(pin_digest), "false", 0, 0, NULL,
-     "deploy image@sha256:... (per app: label autodeploy.pin-digest=true)", NULL},
+     "deploy image@sha256:... (per app: label autodeploy.pin-digest=true)", NULL, 1},
     {"rollback-on-failure", OPT_BOOL, OFF(rollback_on_failure), "false", 0, 0, NULL,
-     "roll a failed or timed-out deployment back", NULL},
+     "roll a failed or timed-out deployment back", NULL, 1},
     {"deploy-timeout", OPT_DURATION, OFF(deploy_timeout_ms), "600s", 1000, 24L * 3600 * 1000,
-     "DURATION", "a deployment not finished after this is reported timed out", NULL},
+     "DURATION", "a deployment not finished after this is reported timed out", NULL, 1},
     {"deploy-workers", OPT_LONG, OFF(deploy_workers), "4", 1, 64, "N",
-     "apps deployed in parallel at most", NULL},
+     "apps deployed in parallel at most", NULL, 0},
     {"poll-interval", OPT_DURATION, OFF(poll_interval_ms), "5s", 100, 600L * 1000, "DURATION",
-     "how often deployments are polled while the event stream is down", NULL},
+     "how often deployments are polled while the event stream is down", NULL, 1},
+    {"shutdown-grace", OPT_DURATION, OFF(shutdown_grace_ms), "10s", 0, 3600L * 1000, "DURATION",
+     "on SIGTERM, time running deployments get to finish before autodeployd stops following "
+     "them",
+     NULL, 1},
     {"slack-webhook-url", OPT_SECRET, OFF(slack_webhook_url), NULL, 0, 0, "URL",
      "Slack (or Mattermost) incoming webhook; unset: no Slack messages "
      "(also --slack-webhook-url-file)",
-     NULL},
+     NULL, 0},
     {"slack-pushes", OPT_STRING, OFF(slack_pushes), "matched", 0, 0, "WHICH",
      "announce pushes in Slack: all, matched (only those that deploy somewhere) or none",
-     check_slack_pushes},
+     check_slack_pushes, 0},
     {"marathon-ui-url", OPT_STRING, OFF(marathon_ui_url), NULL, 0, 0, "URL",
-     "Marathon UI base URL for links in Slack messages", check_http_url},
+     "Marathon UI base URL for links in Slack messages", check_http_url, 0},
     {"slack-timeout", OPT_DURATION, OFF(slack_timeout_ms), "5s", 100, 600L * 1000, "DURATION",
-     "time allowed for one Slack request", NULL},
+     "time allowed for one Slack request", NULL, 0},
     {"slack-queue-size", OPT_LONG, OFF(slack_queue_size), "200", 1, 100000, "N",
-     "Slack messages waiting at most; when full the oldest is dropped (and counted)", NULL},
+     "Slack messages waiting at most; when full the oldest is dropped (and counted)", NULL, 0},
     {"slack-retries", OPT_LONG, OFF(slack_retries), "5", 0, 100, "N",
-     "retries of a Slack message after a 5xx, 429 or time-out before it is dropped", NULL},
+     "retries of a Slack message after a 5xx, 429 or time-out before it is dropped", NULL, 0},
 };
 
 #define N_OPTS (sizeof opts / sizeof opts[0])
@@ -363,7 +368,8 @@ static int apply(struct config *cfg, const struct opt *o, const char *v, int fro
     }
     case OPT_BOOL: {
         int b;
-        if (!strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "yes") || !strcmp(v, "on")) b = 1;
+        if (!strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "yes") || !strcmp(v, "on"))
+            b = 1;
         else if (!strcmp(v, "false") || !strcmp(v, "0") || !strcmp(v, "no") || !strcmp(v, "off"))
             b = 0;
         else {
@@ -703,4 +709,60 @@ int config_json_redacted(const struct config *cfg, struct buf *b)
     }
     rc |= buf_adds(b, "}");
     return rc ? -1 : 0;
+}
+
+static struct config *live_config;
+
+void config_publish(struct config *cfg)
+{
+    __atomic_store_n(&live_config, cfg, __ATOMIC_RELEASE);
+}
+
+const struct config *config_live(void)
+{
+    return __atomic_load_n(&live_config, __ATOMIC_ACQUIRE);
+}
+
+static int same_str(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && !strcmp(a, b));
+}
+
+int config_restart_needed(const struct config *old, const struct config *nw, struct buf *names)
+{
+    int n = 0;
+    for (size_t i = 1; i < N_OPTS; i++) {
+        const struct opt *o = &opts[i];
+        if (o->live) continue;
+        const void *a = (const char *)old + o->offset, *b = (const char *)nw + o->offset;
+        int same = 1;
+        switch (o->type) {
+        case OPT_STRING:
+        case OPT_SECRET:
+            same = same_str(*(char *const *)a, *(char *const *)b);
+            break;
+        case OPT_SIZE:
+            same = *(const size_t *)a == *(const size_t *)b;
+            break;
+        case OPT_LONG:
+        case OPT_DURATION:
+            same = *(const long *)a == *(const long *)b;
+            break;
+        case OPT_BOOL:
+            same = *(const int *)a == *(const int *)b;
+            break;
+        case OPT_LIST: {
+            const struct strlist *la = a, *lb = b;
+            same = la->n == lb->n;
+            for (size_t k = 0; same && k < la->n; k++)
+                same = !strcmp(la->v[k], lb->v[k]);
+            break;
+        }
+        }
+        if (!same) {
+            buf_printf(names, "%s--%s", n ? ", " : "", o->name);
+            n++;
+        }
+    }
+    return n;
 }

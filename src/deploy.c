@@ -58,7 +58,9 @@ struct deployer {
     pthread_t dispatcher;
     pthread_t *workers;
     int n_workers, started;
-    volatile int stop;
+    volatile int stop;     /* leave now: running jobs end as interrupted */
+    volatile int draining; /* take no new push or job; running jobs go on */
+    int inflight;          /* jobs running now; under mu */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct slot *slots;
@@ -125,6 +127,10 @@ void deployer_metrics_declare(void)
                                            "superseded", "skipped", "unchanged", "dry_run"};
     for (size_t i = 0; i < sizeof outcomes / sizeof outcomes[0]; i++)
         metrics_add("autodeploy_deployments_total", "outcome", outcomes[i], 0);
+    static const double bounds[] = {5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600};
+    metrics_declare_histogram("autodeploy_deploy_duration_seconds",
+                              "Time from the deployment's creation to its end in Marathon.",
+                              bounds, (int)(sizeof bounds / sizeof bounds[0]));
     marathon_metrics_declare();
 }
 
@@ -338,17 +344,17 @@ static void match_app(struct deployer *d, const cJSON *app, const struct push *p
     memset(v, 0, sizeof *v);
     v->app_id = jstr(app, "id");
     v->image = app_image(app);
-    const char *value = app_label(app, d->cfg->label);
+    const char *value = app_label(app, config_live()->label);
     if (!v->app_id || !value) return;
     char err[256];
     int first = 0;
     const match_set *ms = match_cache_get(d->cache, value, v->app_id, err, sizeof err, &first);
     if (!ms) {
         v->invalid = 1;
-        snprintf(v->why, sizeof v->why, "invalid %.50s label: %.170s", d->cfg->label, err);
+        snprintf(v->why, sizeof v->why, "invalid %.50s label: %.170s", config_live()->label, err);
         if (first) {
             log_warn("invalid autodeploy label: app skipped", "app", v->app_id, "label",
-                     d->cfg->label, "pattern", value, "error", err, NULL);
+                     config_live()->label, "pattern", value, "error", err, NULL);
             struct report r;
             report_init(&r, REPORT_SKIPPED, p, v->app_id);
             copy(r.reason, sizeof r.reason, v->why);
@@ -371,9 +377,9 @@ static cJSON *list_apps(struct deployer *d, int64_t deadline, char *err, size_t 
 {
     struct buf path;
     buf_init(&path, 4096);
-    marathon_label_query(d->cfg->label, &path);
+    marathon_label_query(config_live()->label, &path);
     cJSON *apps = NULL;
-    for (int attempt = 0; !d->stop; attempt++) {
+    for (int attempt = 0; !d->stop && !d->draining; attempt++) {
         struct httpc_resp resp;
         int rc = marathon_request(d->m, "GET", path.data, NULL, &resp);
         if (rc == 0 && resp.status == 200) {
@@ -456,10 +462,16 @@ static void submit(struct deployer *d, const struct push *p, const char *app_id)
 static void dispatch(struct deployer *d, const struct push *p)
 {
     char err[512];
-    int64_t deadline = follower_now_ms() + d->cfg->deploy_timeout_ms;
+    int64_t deadline = follower_now_ms() + config_live()->deploy_timeout_ms;
     cJSON *apps = list_apps(d, deadline, err, sizeof err);
+    if (!apps && (d->stop || d->draining)) {
+        log_warn("push not deployed: autodeployd stopped before matching it", "event_id",
+                 p->event_id, "repository", p->repository, "tag", p->tag, "digest", p->digest,
+                 NULL);
+        pushq_set_state(d->q, p, "not deployed (stopped)");
+        return;
+    }
     if (!apps) {
-        if (d->stop) return;
         log_error("push not deployed: cannot list Marathon apps", "repository", p->repository,
                   "tag", p->tag, "error", err, NULL);
         struct report r;
@@ -524,7 +536,7 @@ static void *dispatcher_main(void *arg)
 static void wait_unlocked(struct deployer *d, const cJSON *ids, int64_t deadline)
 {
     while (!d->stop && follower_now_ms() < deadline) {
-        nap(d, d->cfg->poll_interval_ms < 1000 ? d->cfg->poll_interval_ms : 1000);
+        nap(d, config_live()->poll_interval_ms < 1000 ? config_live()->poll_interval_ms : 1000);
         struct httpc_resp resp;
         if (marathon_request(d->m, "GET", "/v2/deployments", NULL, &resp) < 0 ||
             resp.status != 200) {
@@ -695,7 +707,7 @@ static void run_job(struct deployer *d, struct job *job)
     a.job = job;
     a.p = &job->push;
     a.instances = -1;
-    a.deadline = follower_now_ms() + d->cfg->deploy_timeout_ms;
+    a.deadline = follower_now_ms() + config_live()->deploy_timeout_ms;
     const struct push *p = &job->push;
     const char *app_id = job->app_id;
     char err[REPORT_TEXT_MAX] = "";
@@ -742,7 +754,7 @@ static void run_job(struct deployer *d, struct job *job)
             goto out;
         }
         copy(a.old_image, sizeof a.old_image, image);
-        int pin = d->cfg->pin_digest || label_true(app, "autodeploy.pin-digest");
+        int pin = config_live()->pin_digest || label_true(app, "autodeploy.pin-digest");
         if (new_image_for(image, p, pin, a.new_image, sizeof a.new_image) < 0) {
             snprintf(err, sizeof err, "cannot parse the app's current image \"%.200s\"", image);
             finish_skipped(d, job->record, p, app_id, a.channel, "skipped", REPORT_SKIPPED, err);
@@ -774,13 +786,13 @@ static void run_job(struct deployer *d, struct job *job)
         }
         free(body);
         body = update_body(&a, app, same_image && !pin);
-        if (d->cfg->dry_run) {
+        if (config_live()->dry_run) {
             snprintf(err, sizeof err, "dry run: would deploy %.200s (now %.200s)", a.new_image,
                      a.old_image);
             finish_skipped(d, job->record, p, app_id, a.channel, "dry_run", REPORT_SKIPPED, err);
             goto out;
         }
-        int force = d->cfg->force || label_true(app, "autodeploy.force");
+        int force = config_live()->force || label_true(app, "autodeploy.force");
         struct buf path;
         buf_init(&path, 4096);
         marathon_app_path(app_id, &path);
@@ -856,7 +868,7 @@ static void run_job(struct deployer *d, struct job *job)
     int polls = 0;
     while (!d->stop) {
         int connected = follower_connected(d->f);
-        o = follower_wait(d->f, watch, a.deadline, connected ? 5000 : d->cfg->poll_interval_ms,
+        o = follower_wait(d->f, watch, a.deadline, connected ? 5000 : config_live()->poll_interval_ms,
                           reason, sizeof reason, task, sizeof task);
         if (o != FOLLOW_PENDING || follower_now_ms() >= a.deadline || d->stop) break;
         /* Without the stream, and now and then even with it (an event can be lost). */
@@ -873,6 +885,8 @@ static void run_job(struct deployer *d, struct job *job)
     follower_unwatch(d->f, watch);
     double secs = (follower_now_ms() - started) / 1000.0;
     (void)t0;
+    if (o != FOLLOW_PENDING || follower_now_ms() >= a.deadline)
+        metrics_observe("autodeploy_deploy_duration_seconds", secs);
 
     if (o == FOLLOW_SUCCEEDED) {
         record_set(d, job->record, "succeeded", NULL, NULL, NULL, NULL, NULL);
@@ -883,17 +897,19 @@ static void run_job(struct deployer *d, struct job *job)
         goto out;
     }
     if (o == FOLLOW_PENDING && d->stop) {
-        record_set(d, job->record, "interrupted", NULL, NULL, NULL,
-                   "autodeployd stopped while the deployment was running", task);
+        const char *why = "autodeployd stopped while the deployment was running; Marathon goes "
+                          "on with it";
+        record_set(d, job->record, "interrupted", NULL, NULL, NULL, why, task);
         count_outcome("interrupted");
         log_warn("stopping while a deployment runs; Marathon goes on with it", "app", app_id,
                  "deployment", dep_id, NULL);
+        report_outcome(&a, REPORT_INTERRUPTED, dep_id, why, task, secs);
         goto out;
     }
     int timed_out = o == FOLLOW_PENDING;
     if (timed_out) {
         char limit[64];
-        snprintf(limit, sizeof limit, "%.0fs", d->cfg->deploy_timeout_ms / 1000.0);
+        snprintf(limit, sizeof limit, "%.0fs", config_live()->deploy_timeout_ms / 1000.0);
         snprintf(reason, sizeof reason, "not finished after --deploy-timeout %s", limit);
     } else if (!reason[0]) {
         snprintf(reason, sizeof reason, "the deployment failed");
@@ -903,7 +919,7 @@ static void run_job(struct deployer *d, struct job *job)
     log_warn(timed_out ? "deployment timed out" : "deployment failed", "app", app_id,
              "deployment", dep_id, "reason", reason, "task_message", task, NULL);
     report_outcome(&a, timed_out ? REPORT_TIMED_OUT : REPORT_FAILED, dep_id, reason, task, secs);
-    if (d->cfg->rollback_on_failure) {
+    if (config_live()->rollback_on_failure) {
         char rb[128] = "";
         if (rollback(&a, dep_id, timed_out, rb, sizeof rb, err, sizeof err) == 0) {
             record_set(d, job->record, "rolled_back", NULL, NULL, NULL, NULL, NULL);
@@ -925,18 +941,21 @@ static void *worker_main(void *arg)
     struct deployer *d = arg;
     pthread_mutex_lock(&d->mu);
     for (;;) {
-        while (!d->stop && !d->ready_head)
+        while (!d->stop && !d->draining && !d->ready_head)
             pthread_cond_wait(&d->cv, &d->mu);
-        if (d->stop) break;
+        if (d->stop || d->draining) break;
         struct job *j = d->ready_head;
         d->ready_head = j->next;
         if (!d->ready_head) d->ready_tail = NULL;
         j->next = NULL;
+        d->inflight++;
         pthread_mutex_unlock(&d->mu);
 
         run_job(d, j);
 
         pthread_mutex_lock(&d->mu);
+        d->inflight--;
+        pthread_cond_broadcast(&d->cv);
         struct slot **sp = &d->slots;
         while (*sp && strcmp((*sp)->app_id, j->app_id) != 0)
             sp = &(*sp)->next;
@@ -1007,7 +1026,7 @@ int deployer_plan_json(struct deployer *d, const char *image_ref, struct buf *b)
             reason = "the app has no container.docker.image to update";
         } else {
             new_image_for(v.image, &p,
-                          d->cfg->pin_digest || label_true(app, "autodeploy.pin-digest"), ni,
+                          config_live()->pin_digest || label_true(app, "autodeploy.pin-digest"), ni,
                           sizeof ni);
         }
         buf_adds(b, first ? "{\"id\":" : ",{\"id\":");
@@ -1022,6 +1041,20 @@ int deployer_plan_json(struct deployer *d, const char *image_ref, struct buf *b)
     buf_adds(b, "]}");
     cJSON_Delete(apps);
     return 200;
+}
+
+int deployer_health_json(struct deployer *d, struct buf *b)
+{
+    char why[256];
+    int r = marathon_reachable(d->m, why, sizeof why);
+    buf_printf(b, "\"marathon\":\"%s\",\"event_stream\":\"%s\"",
+               r > 0 ? "reachable" : r == 0 ? "unreachable" : "unknown",
+               follower_connected(d->f) ? "attached" : "down");
+    if (r == 0) {
+        buf_adds(b, ",\"marathon_error\":");
+        buf_add_json_string(b, why);
+    }
+    return r > 0;
 }
 
 /* ---------------------------------------------------------------- life cycle */
@@ -1069,19 +1102,56 @@ int deployer_start(struct deployer *d)
     return 0;
 }
 
+/* Reports a job that will not run because autodeployd is stopping. */
+static void abandon(struct deployer *d, struct job *j)
+{
+    finish_skipped(d, j->record, &j->push, j->app_id, NULL, "skipped", REPORT_SKIPPED,
+                   "autodeployd stopped before deploying it; push again to deploy");
+    free(j);
+}
+
 void deployer_stop(struct deployer *d, long grace_ms)
 {
     if (!d || !d->started) return;
-    (void)grace_ms;
+    /* 1. Take nothing new: the dispatcher leaves, idle workers leave. */
     pthread_mutex_lock(&d->mu);
-    d->stop = 1;
+    d->draining = 1;
     pthread_cond_broadcast(&d->cv);
     pthread_mutex_unlock(&d->mu);
     pushq_close(d->q);
     pthread_join(d->dispatcher, NULL);
+    /* 2. Running jobs get the grace period to reach their outcome. */
+    int64_t until = follower_now_ms() + grace_ms;
+    pthread_mutex_lock(&d->mu);
+    if (d->inflight) {
+        char g[32];
+        snprintf(g, sizeof g, "%ldms", grace_ms);
+        log_info("waiting for running deployments before stopping", "grace", g, NULL);
+    }
+    while (d->inflight && follower_now_ms() < until) {
+        pthread_mutex_unlock(&d->mu);
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        pthread_mutex_lock(&d->mu);
+    }
+    /* 3. Then stop following: what still runs is reported interrupted. */
+    d->stop = 1;
+    pthread_cond_broadcast(&d->cv);
+    pthread_mutex_unlock(&d->mu);
     for (int i = 0; i < d->n_workers; i++)
         pthread_join(d->workers[i], NULL);
     d->started = 0;
+    /* 4. Jobs that never started are reported, not silently dropped. */
+    while (d->ready_head) {
+        struct job *j = d->ready_head;
+        d->ready_head = j->next;
+        abandon(d, j);
+    }
+    d->ready_tail = NULL;
+    for (struct slot *s = d->slots; s; s = s->next) {
+        if (s->pending) abandon(d, s->pending);
+        s->pending = NULL;
+    }
 }
 
 void deployer_free(struct deployer *d)

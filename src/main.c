@@ -74,6 +74,46 @@ static void *record_only_main(void *arg)
     return NULL;
 }
 
+/* Configurations replaced by a reload stay allocated until exit: a thread may still be
+ * reading the one it took when its work began. */
+struct retired {
+    struct config cfg;
+    struct retired *next;
+};
+
+/* SIGHUP: reads the configuration again (file, environment, flags). A bad file keeps the
+ * running configuration. Settings that only apply at start-up are reported. */
+static struct config *reload(int argc, char **argv, const struct config *boot,
+                             struct retired **list)
+{
+    struct retired *r = calloc(1, sizeof *r);
+    enum config_action action;
+    char err[512];
+    if (!r) return NULL;
+    if (config_load(&r->cfg, argc, argv, environ, &action, err, sizeof err) < 0) {
+        log_error("configuration reload failed; keeping the running configuration", "error",
+                  err, NULL);
+        config_free(&r->cfg);
+        free(r);
+        return NULL;
+    }
+    struct buf names, cj;
+    buf_init(&names, 4096);
+    buf_init(&cj, 64 * 1024);
+    if (config_restart_needed(boot, &r->cfg, &names))
+        log_warn("configuration reload: these settings changed but apply only after a restart",
+                 "settings", names.data, NULL);
+    config_json_redacted(&r->cfg, &cj);
+    log_setup((enum log_level)log_level_parse(r->cfg.log_level),
+              (enum log_format)log_format_parse(r->cfg.log_format));
+    log_info("configuration reloaded", "config", cj.data, NULL);
+    buf_free(&names);
+    buf_free(&cj);
+    r->next = *list;
+    *list = r;
+    return &r->cfg;
+}
+
 static void log_report(const struct report *r, void *ctx)
 {
     (void)ctx;
@@ -95,6 +135,7 @@ int main(int argc, char **argv)
     struct deployer *dep = NULL;
     pthread_t recorder;
     int recorder_started = 0;
+    struct retired *retired = NULL;
 
     if (argc > 1 && strcmp(argv[1], "match") == 0) return match_cli_main(argc - 1, argv + 1);
 
@@ -115,6 +156,7 @@ int main(int argc, char **argv)
     }
     log_setup((enum log_level)log_level_parse(cfg.log_level),
               (enum log_format)log_format_parse(cfg.log_format));
+    config_publish(&cfg);
     if (httpc_global_init() < 0) {
         log_error("cannot initialise the HTTP client", NULL);
         config_free(&cfg);
@@ -205,27 +247,39 @@ int main(int argc, char **argv)
         nanosleep(&ts, NULL);
         if (reload_requested) {
             reload_requested = 0;
-            log_warn("SIGHUP received: configuration reload is not supported by this version; "
-                     "restart to apply changes",
-                     NULL);
+            struct config *n = reload(argc, argv, &cfg, &retired);
+            if (n) config_publish(n);
         }
     }
-    log_info("stopping", NULL);
+    char grace[32];
+    snprintf(grace, sizeof grace, "%ldms", config_live()->shutdown_grace_ms);
+    log_info("stopping: no new requests; running deployments get the grace period", "grace",
+             grace, NULL);
     rc = 0;
 out:
     server_stop(srv);
-    if (dep) deployer_stop(dep, 0);
+    if (dep) deployer_stop(dep, config_live() ? config_live()->shutdown_grace_ms : 0);
     if (q) pushq_close(q);
     if (recorder_started) pthread_join(recorder, NULL);
-    if (q && pushq_depth(q))
-        log_warn("pushes still queued at exit are dropped; the registry will not resend them",
-                 NULL);
+    struct push left;
+    while (q && pushq_take_nowait(q, &left) == 0)
+        log_warn("push not deployed: still queued at exit (the registry will not resend it; "
+                 "push again or replay the event)",
+                 "event_id", left.event_id, "registry", left.host, "repository",
+                 left.repository, "tag", left.tag, "digest", left.digest, NULL);
     deployer_free(dep);
     follower_free(fol);
     marathon_free(mar);
     report_clear_sinks();
     slack_free(slack);
     pushq_free(q);
+    config_publish(NULL);
+    while (retired) {
+        struct retired *r = retired;
+        retired = r->next;
+        config_free(&r->cfg);
+        free(r);
+    }
     config_free(&cfg);
     httpc_global_cleanup();
     if (rc == 0) log_info("stopped", NULL);

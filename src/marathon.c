@@ -22,6 +22,8 @@ struct marathon {
     char *auth_header;
     char *ca_file;
     long connect_timeout_ms, timeout_ms;
+    int reachable; /* -1 unknown, 0 no, 1 yes; under mu */
+    char last_error[256];
 };
 
 void marathon_metrics_declare(void)
@@ -75,6 +77,7 @@ struct marathon *marathon_new(const struct config *cfg, char *err, size_t errlen
         if (m->auth_header) snprintf(m->auth_header, n, "Authorization: token=%s", cfg->marathon_token);
     }
     if (cfg->marathon_ca_file) m->ca_file = strdup(cfg->marathon_ca_file);
+    m->reachable = -1;
     m->connect_timeout_ms = cfg->marathon_connect_timeout_ms;
     m->timeout_ms = cfg->marathon_timeout_ms;
     return m;
@@ -107,6 +110,23 @@ static void count_error(long status)
     char s[8];
     snprintf(s, sizeof s, "%d", (int)(status % 1000));
     metrics_add("autodeploy_marathon_errors_total", "status", s, 1);
+}
+
+static void set_reachable(struct marathon *m, int ok, const char *why)
+{
+    pthread_mutex_lock(&m->mu);
+    m->reachable = ok;
+    if (!ok) snprintf(m->last_error, sizeof m->last_error, "%s", why);
+    pthread_mutex_unlock(&m->mu);
+}
+
+int marathon_reachable(struct marathon *m, char *why, size_t len)
+{
+    pthread_mutex_lock(&m->mu);
+    int r = m->reachable;
+    snprintf(why, len, "%s", r == 0 ? m->last_error : "");
+    pthread_mutex_unlock(&m->mu);
+    return r;
 }
 
 static int request(struct marathon *m, const char *method, const char *path, const char *body,
@@ -144,10 +164,14 @@ static int request(struct marathon *m, const char *method, const char *path, con
             pthread_mutex_lock(&m->mu);
             m->current = i;
             pthread_mutex_unlock(&m->mu);
+            char why[64];
+            snprintf(why, sizeof why, "HTTP %ld from Marathon", resp->status);
+            set_reachable(m, resp->status < 500, why);
             if (resp->status >= 400) count_error(resp->status);
             return streaming ? rc : 0;
         }
         if (stop && *stop) return 0;
+        set_reachable(m, 0, resp->err);
         count_error(0);
         log_warn("Marathon unreachable", "url", m->urls[i], "method", method, "path", path,
                  "error", resp->err, NULL);

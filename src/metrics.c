@@ -20,6 +20,21 @@ struct family {
     void *ctx;
 };
 
+#define MAX_BUCKETS 16
+
+struct histogram {
+    int family;
+    double bounds[MAX_BUCKETS];
+    unsigned long long counts[MAX_BUCKETS]; /* observations <= bounds[i] (not cumulative) */
+    int n;
+    unsigned long long count;
+    double sum;
+};
+
+#define MAX_HISTOGRAMS 4
+static struct histogram histograms[MAX_HISTOGRAMS];
+static int n_histograms;
+
 struct series {
     int family;
     char label[32];
@@ -112,6 +127,41 @@ double metrics_get(const char *name, const char *label, const char *value)
     return v;
 }
 
+void metrics_declare_histogram(const char *name, const char *help, const double *bounds, int n)
+{
+    declare(name, "histogram", help, NULL, NULL);
+    pthread_mutex_lock(&mu);
+    int f = family_find(name);
+    for (int i = 0; i < n_histograms; i++)
+        if (histograms[i].family == f) f = -1; /* already declared */
+    if (f >= 0 && n_histograms < MAX_HISTOGRAMS) {
+        struct histogram *h = &histograms[n_histograms++];
+        memset(h, 0, sizeof *h);
+        h->family = f;
+        h->n = n > MAX_BUCKETS ? MAX_BUCKETS : n;
+        memcpy(h->bounds, bounds, (size_t)h->n * sizeof *bounds);
+    }
+    pthread_mutex_unlock(&mu);
+}
+
+void metrics_observe(const char *name, double v)
+{
+    pthread_mutex_lock(&mu);
+    int f = family_find(name);
+    for (int i = 0; f >= 0 && i < n_histograms; i++) {
+        struct histogram *h = &histograms[i];
+        if (h->family != f) continue;
+        for (int b = 0; b < h->n; b++)
+            if (v <= h->bounds[b]) {
+                h->counts[b]++;
+                break;
+            }
+        h->count++;
+        h->sum += v;
+    }
+    pthread_mutex_unlock(&mu);
+}
+
 static void add_label_value(struct buf *b, const char *v)
 {
     for (; *v; v++) {
@@ -136,6 +186,17 @@ int metrics_render(struct buf *b)
             rc |= buf_printf(b, "%s %.17g\n", fam->name, fam->fn(fam->ctx));
             continue;
         }
+        for (int i = 0; i < n_histograms; i++) {
+            const struct histogram *h = &histograms[i];
+            if (h->family != f) continue;
+            unsigned long long cum = 0;
+            for (int k = 0; k < h->n; k++) {
+                cum += h->counts[k];
+                rc |= buf_printf(b, "%s_bucket{le=\"%g\"} %llu\n", fam->name, h->bounds[k], cum);
+            }
+            rc |= buf_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.17g\n%s_count %llu\n",
+                             fam->name, h->count, fam->name, h->sum, fam->name, h->count);
+        }
         for (int i = 0; i < n_series; i++) {
             const struct series *s = &series[i];
             if (s->family != f) continue;
@@ -157,5 +218,6 @@ void metrics_reset(void)
     pthread_mutex_lock(&mu);
     n_families = 0;
     n_series = 0;
+    n_histograms = 0;
     pthread_mutex_unlock(&mu);
 }

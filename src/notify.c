@@ -503,6 +503,23 @@ static void compose_skipped(struct msg *m, const struct report *r, const struct 
     if (r->push.pusher[0]) field_user(m, "Pushed by", r->push.pusher, 1, NOTIFY_ONE_LINE);
 }
 
+static void compose_interrupted(struct msg *m, const struct report *r,
+                                const struct notify_opts *o)
+{
+    m->color = NOTIFY_COLOR_WARNING;
+    lit(m, &m->summary, "Stopped following ");
+    add_ref(m, &m->summary, r);
+    lit(m, &m->summary, " to ");
+    add_app(m, &m->summary, r);
+    add_reason(m, &m->summary, r);
+
+    app_title(m, r, o);
+    if (r->reason[0]) field_user(m, "Reason", r->reason, 0, 0);
+    struct buf *b = field(m, "Image", 0);
+    if (b) add_new_image(m, b, r);
+    if (r->deployment_id[0]) field_user(m, "Deployment", r->deployment_id, 1, NOTIFY_ONE_LINE);
+}
+
 static void compose_pause(struct msg *m, const struct report *r)
 {
     int paused = r->kind == REPORT_PAUSED;
@@ -592,6 +609,9 @@ int notify_format_slack(const struct report *r, const struct notify_opts *o, str
     case REPORT_PAUSED:
     case REPORT_RESUMED:
         compose_pause(&m, r);
+        break;
+    case REPORT_INTERRUPTED:
+        compose_interrupted(&m, r, o);
         break;
     default:
         goto out;

@@ -245,6 +245,20 @@ int pushq_take(struct pushq *q, struct push *out)
     return 0;
 }
 
+int pushq_take_nowait(struct pushq *q, struct push *out)
+{
+    pthread_mutex_lock(&q->mu);
+    int rc = -1;
+    if (q->len) {
+        *out = q->ring[q->head];
+        q->head = (q->head + 1) % q->cap;
+        q->len--;
+        rc = 0;
+    }
+    pthread_mutex_unlock(&q->mu);
+    return rc;
+}
+
 void pushq_close(struct pushq *q)
 {
     pthread_mutex_lock(&q->mu);

@@ -39,6 +39,7 @@ enum route {
     R_NONE = 0,
     R_WEBHOOK,
     R_HEALTH,
+    R_READY,
     R_METRICS,
     R_PUSHES,
     R_DEPLOYMENTS,
@@ -54,6 +55,7 @@ static const struct {
 } routes[] = {
     {"/v1/webhooks/registry", "POST", R_WEBHOOK},
     {"/healthz", "GET", R_HEALTH},
+    {"/readyz", "GET", R_READY},
     {"/metrics", "GET", R_METRICS},
     {"/v1/pushes", "GET", R_PUSHES},
     {"/v1/deployments", "GET", R_DEPLOYMENTS},
@@ -146,9 +148,9 @@ static int content_type_ok(struct MHD_Connection *c)
 
 /* First call of a webhook request: everything that can be decided from the headers. Returns
  * 0 to go on reading the body, or the status already queued. */
-static int webhook_headers(struct server *s, struct MHD_Connection *c, enum MHD_Result *ret)
+static int webhook_headers(struct MHD_Connection *c, enum MHD_Result *ret)
 {
-    const struct config *cfg = s->cfg;
+    const struct config *cfg = config_live();
     int status = 0;
     if (cfg->webhook_token && !bearer_ok(c, cfg->webhook_token)) {
         status = 401;
@@ -195,6 +197,21 @@ static enum MHD_Result serve_small(struct server *s, struct MHD_Connection *c, e
         buf_adds(&b, "{\"status\":\"ok\"}");
         ret = respond(c, 200, "application/json", &b, NULL, NULL);
         break;
+    case R_READY: {
+        /* Ready: pushes can be taken and deployed. Marathon unreachable means not ready; a
+         * pause does not (pushes are still accepted and queued). */
+        int ok = 1;
+        buf_adds(&b, "{");
+        if (s->d) {
+            ok = deployer_health_json(s->d, &b);
+        } else {
+            buf_adds(&b, "\"marathon\":\"not configured\",\"event_stream\":\"not configured\"");
+        }
+        buf_printf(&b, ",\"paused\":%s,\"queued\":%zu,\"ready\":%s}",
+                   pushq_paused(s->q) ? "true" : "false", pushq_depth(s->q), ok ? "true" : "false");
+        ret = respond(c, ok ? 200 : 503, "application/json", &b, NULL, NULL);
+        break;
+    }
     case R_METRICS:
         metrics_render(&b);
         ret = respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", &b, NULL, NULL);
@@ -220,12 +237,12 @@ static enum MHD_Result serve_small(struct server *s, struct MHD_Connection *c, e
     }
     case R_PAUSE:
     case R_RESUME:
-        if (!s->cfg->admin_token) {
+        if (!config_live()->admin_token) {
             ret = respond_error(c, 403, "admin endpoints are disabled: set --admin-token", NULL,
                                 NULL);
             break;
         }
-        if (!bearer_ok(c, s->cfg->admin_token)) {
+        if (!bearer_ok(c, config_live()->admin_token)) {
             log_warn("admin request refused: missing or wrong bearer token", NULL);
             ret = respond_error(c, 401, "missing or invalid admin bearer token", "WWW-Authenticate",
                                 "Bearer realm=\"autodeploy-admin\"");
@@ -306,10 +323,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (r != R_WEBHOOK) return serve_small(s, c, r);
 
     enum MHD_Result ret = MHD_YES;
-    if (webhook_headers(s, c, &ret)) return ret;
+    if (webhook_headers(c, &ret)) return ret;
     rq = calloc(1, sizeof *rq);
     if (!rq) return MHD_NO;
-    buf_init(&rq->body, s->cfg->max_body_bytes);
+    buf_init(&rq->body, config_live()->max_body_bytes);
     *con_cls = rq;
     return MHD_YES;
 }

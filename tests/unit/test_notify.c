@@ -97,6 +97,11 @@ static void timed_out(struct report *r)
     snprintf(r->task_message, sizeof r->task_message, "Task was killed: health check failed");
 }
 
+static void interrupted(struct report *r)
+{
+    snprintf(r->reason, sizeof r->reason, "autodeployd stopped; Marathon goes on with it");
+}
+
 static void rolled_back(struct report *r)
 {
     snprintf(r->reason, sizeof r->reason, "deployment timed out");
@@ -291,6 +296,20 @@ static const struct format_case cases[] = {
      NULL,
      {{"Reason", "no healthy task after --deploy-timeout", 0},
       {"Last task failure", "Task was killed: health check failed", 0},
+      {"Image", NEW_IMAGE, 0},
+      {"Deployment", DEPLOYMENT, 1}}},
+    {"interrupted",
+     REPORT_INTERRUPTED,
+     interrupted,
+     0,
+     NULL,
+     "Stopped following strava/foo-service:master-abc123 to /svc/foo: autodeployd stopped; "
+     "Marathon goes on with it",
+     NOTIFY_COLOR_WARNING,
+     "/svc/foo",
+     LINK,
+     NULL,
+     {{"Reason", "autodeployd stopped; Marathon goes on with it", 0},
       {"Image", NEW_IMAGE, 0},
       {"Deployment", DEPLOYMENT, 1}}},
     {"rolled back",
