@@ -48,7 +48,6 @@ struct record {
 };
 
 struct deployer {
-    const struct config *cfg;
     struct pushq *q;
     struct marathon *m;
     struct follower *f;
@@ -493,7 +492,7 @@ static void dispatch(struct deployer *d, const struct push *p)
         if (!v.matched) continue;
         metrics_add("autodeploy_matches_total", NULL, NULL, 1);
         const char *channel = app_label(app, "autodeploy.slack-channel");
-        if (!prefix_allowed(d->cfg, v.app_id)) {
+        if (!prefix_allowed(config_live(), v.app_id)) {
             uint64_t seq = record_new(d, p, v.app_id);
             finish_skipped(d, seq, p, v.app_id, channel, "skipped", REPORT_SKIPPED,
                            "the app is outside the allowed --app-prefix");
@@ -1015,7 +1014,7 @@ int deployer_plan_json(struct deployer *d, const char *image_ref, struct buf *b)
         if (!v.matched) {
             action = "none";
             reason = v.why;
-        } else if (!prefix_allowed(d->cfg, v.app_id)) {
+        } else if (!prefix_allowed(config_live(), v.app_id)) {
             action = "skip";
             reason = "the app is outside the allowed --app-prefix";
         } else if (label_true(app, "autodeploy.paused")) {
@@ -1046,10 +1045,12 @@ int deployer_plan_json(struct deployer *d, const char *image_ref, struct buf *b)
 int deployer_health_json(struct deployer *d, struct buf *b)
 {
     char why[256];
-    int r = marathon_reachable(d->m, why, sizeof why);
+    int attached = follower_connected(d->f);
+    /* An attached event stream proves Marathon answers; otherwise the last request tells. */
+    int r = attached ? 1 : marathon_reachable(d->m, why, sizeof why);
     buf_printf(b, "\"marathon\":\"%s\",\"event_stream\":\"%s\"",
                r > 0 ? "reachable" : r == 0 ? "unreachable" : "unknown",
-               follower_connected(d->f) ? "attached" : "down");
+               attached ? "attached" : "down");
     if (r == 0) {
         buf_adds(b, ",\"marathon_error\":");
         buf_add_json_string(b, why);
@@ -1064,7 +1065,7 @@ struct deployer *deployer_new(const struct config *cfg, struct pushq *q, struct 
 {
     struct deployer *d = calloc(1, sizeof *d);
     if (!d) return NULL;
-    d->cfg = cfg;
+
     d->q = q;
     d->m = m;
     d->f = f;

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MAX_URLS 8
 
@@ -24,6 +25,7 @@ struct marathon {
     long connect_timeout_ms, timeout_ms;
     int reachable; /* -1 unknown, 0 no, 1 yes; under mu */
     char last_error[256];
+    long long last_warned_ms; /* when "unreachable" was last logged at warn level */
 };
 
 void marathon_metrics_declare(void)
@@ -171,10 +173,22 @@ static int request(struct marathon *m, const char *method, const char *path, con
             return streaming ? rc : 0;
         }
         if (stop && *stop) return 0;
-        set_reachable(m, 0, resp->err);
         count_error(0);
-        log_warn("Marathon unreachable", "url", m->urls[i], "method", method, "path", path,
-                 "error", resp->err, NULL);
+        /* Warn when Marathon becomes unreachable and then every 30 s, not at every retry. */
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        long long now = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        pthread_mutex_lock(&m->mu);
+        int warn = m->reachable != 0 || now - m->last_warned_ms > 30000;
+        if (warn) m->last_warned_ms = now;
+        pthread_mutex_unlock(&m->mu);
+        set_reachable(m, 0, resp->err);
+        if (warn)
+            log_warn("Marathon unreachable", "url", m->urls[i], "method", method, "path", path,
+                     "error", resp->err, NULL);
+        else
+            log_debug("Marathon unreachable", "url", m->urls[i], "method", method, "path", path,
+                      "error", resp->err, NULL);
     }
     return rc < 0 ? -1 : rc;
 }

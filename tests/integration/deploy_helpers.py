@@ -122,4 +122,6 @@ def wait_records(d, app_id, n=1, timeout=15):
 
 def start_daemon(daemon, emu, *args, env=None):
     urls = emu if isinstance(emu, str) else emu.url
-    return daemon(args=["--marathon-url", urls, "--poll-interval", "300ms", *args], env=env)
+    # A short grace: a test's Marathon may be gone before the daemon is stopped.
+    return daemon(args=["--marathon-url", urls, "--poll-interval", "300ms",
+                        "--shutdown-grace", "1s", *args], env=env)
