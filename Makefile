@@ -25,8 +25,10 @@ BUILD    := build
 ifeq ($(WERROR),1)
 CFLAGS   += -Werror
 endif
+BIN      := bin/autodeployd
 ifeq ($(SANITIZE),1)
 BUILD    := build/san
+BIN      := bin/san/autodeployd
 CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS  += -fsanitize=address,undefined
 endif
@@ -42,9 +44,7 @@ FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
 FUZZ_SECONDS ?= 30
 
-BIN      := bin/autodeployd
-
-.PHONY: all clean test unit unit-bins deps fuzz bench format format-check
+.PHONY: all clean test unit unit-bins fuzz-bins deps fuzz bench format format-check
 all: $(BIN)
 
 $(BIN): $(OBJS)
@@ -65,14 +65,23 @@ $(BUILD)/bench/%: tests/bench/%.c $(LIBOBJS)
 
 unit-bins: $(UNIT_BINS)
 
-# The test command of the README: set-up, build, then every test (unit + integration).
+# The test command of the README (and of CI): set-up, build (plain, ASan+UBSan, fuzzers),
+# then every phase of tests/run.sh. QUICK=1: unit and integration tests of the plain build.
 test:
 	sh tests/deps.sh
 	$(MAKE) all unit-bins
-	sh tests/run.sh $(BUILD)
+ifeq ($(QUICK),1)
+	sh tests/run.sh --quick
+else
+	$(MAKE) SANITIZE=1 all unit-bins
+	$(MAKE) fuzz-bins
+	sh tests/run.sh
+endif
 
 unit: unit-bins
-	sh tests/run.sh --unit-only $(BUILD)
+	sh tests/run.sh --quick --unit-only
+
+fuzz-bins: $(FUZZ_BINS)
 
 deps:
 	sh tests/deps.sh
@@ -101,9 +110,10 @@ clean:
 
 -include $(OBJS:.o=.d)
 
-# The main job on a fresh machine: install what is missing, build, run in the foreground.
-.PHONY: run
-run:
+# The main job on a fresh machine: install what is missing, build, and run the whole pipeline
+# on loopback (real registry, Marathon emulator, Slack sink, autodeployd); Ctrl-C stops it.
+.PHONY: demo
+demo:
 	sh tests/deps.sh
 	$(MAKE) all
-	./bin/autodeployd --log-format text $(ARGS)
+	sh examples/demo/demo.sh $(DEMO_ARGS)

@@ -1,14 +1,28 @@
 #!/bin/sh
 # Runs every test and ends with one line "N passed, M failed".
-#   tests/run.sh [--unit-only] BUILD_DIR
-# Unit test binaries print "name: N passed, M failed"; pytest prints its own summary. Both are
-# added up here. Exits non-zero when anything failed or a suite could not run.
+#
+#   tests/run.sh [--quick] [--unit-only]
+#
+# Phases (each adds its counts to the closing line):
+#   1. C unit tests (build/tests/*)
+#   2. the same under valgrind memcheck: zero errors, zero definite leaks   (not with --quick)
+#   3. the same built with ASan+UBSan (build/san/tests/*)                   (not with --quick)
+#   4. integration tests (pytest) against the ASan+UBSan daemon (bin/san/autodeployd); with
+#      --quick against bin/autodeployd. A sanitizer report in any daemon log fails its test.
+#   5. one end-to-end scenario with the daemon under valgrind memcheck       (not with --quick)
+#   6. each libFuzzer target for FUZZ_SECONDS (default 30)                   (not with --quick)
+# Exits non-zero when anything failed or a phase could not run.
 set -u
 cd "$(dirname "$0")/.."
 
+quick=0
 unit_only=0
-if [ "${1:-}" = "--unit-only" ]; then unit_only=1; shift; fi
-build=${1:-build}
+for a in "$@"; do
+    case $a in
+    --quick) quick=1 ;;
+    --unit-only) unit_only=1 ;;
+    esac
+done
 
 passed=0
 failed=0
@@ -16,7 +30,7 @@ status=0
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
-add_counts() { # parses "... N passed ..., M failed" from the last matching line of $log
+counts() { # adds "N passed ... M failed" of the last such line of $log; false if none
     line=$(grep -E '[0-9]+ (passed|failed)' "$log" | tail -n 1)
     p=$(echo "$line" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+' || true)
     f=$(echo "$line" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+' || true)
@@ -26,30 +40,74 @@ add_counts() { # parses "... N passed ..., M failed" from the last matching line
     [ -n "$line" ]
 }
 
+one() { # one pass/fail result: one NAME OK?
+    if [ "$2" = 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); status=1; echo "FAILED: $1"; fi
+}
+
+unit_phase() { # unit_phase DIR [WRAPPER...]
+    dir=$1
+    shift
+    for t in "$dir"/tests/test_*; do
+        [ -x "$t" ] || continue
+        "$@" "$t" >"$log" 2>&1
+        rc=$?
+        grep -E '^(test_|FAIL|==[0-9]+== (ERROR SUMMARY|.*definitely lost))' "$log"
+        if ! counts || [ $rc -ne 0 ]; then
+            echo "$(basename "$t"): exit status $rc"
+            tail -n 20 "$log"
+            status=1
+            grep -qE '[0-9]+ failed' "$log" || failed=$((failed + 1))
+        fi
+    done
+}
+
 echo "== unit tests"
-for t in "$build"/tests/test_*; do
-    [ -x "$t" ] || continue
-    ${VALGRIND:-} "$t" >"$log" 2>&1
-    rc=$?
-    cat "$log"
-    if ! add_counts || [ $rc -ne 0 ]; then
-        echo "$(basename "$t"): exit status $rc"
-        status=1
-        grep -qE '[0-9]+ failed' "$log" || failed=$((failed + 1))
-    fi
-done
+unit_phase build
+
+if [ $quick -eq 0 ] && [ $unit_only -eq 0 ]; then
+    echo "== unit tests under valgrind memcheck"
+    unit_phase build valgrind -q --error-exitcode=99 --leak-check=full \
+        --errors-for-leak-kinds=definite --show-leak-kinds=definite
+    echo "== unit tests with ASan+UBSan"
+    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 unit_phase build/san
+fi
 
 if [ $unit_only -eq 0 ]; then
-    echo "== integration tests"
-    AUTODEPLOYD="$(pwd)/bin/autodeployd" /usr/bin/python3 -m pytest -q -p no:cacheprovider \
+    daemon=bin/san/autodeployd
+    [ $quick -eq 1 ] && daemon=bin/autodeployd
+    echo "== integration tests (daemon: $daemon)"
+    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+        AUTODEPLOYD="$(pwd)/$daemon" /usr/bin/python3 -m pytest -q -p no:cacheprovider \
         tests/integration tests/emulator >"$log" 2>&1
     rc=$?
-    cat "$log"
-    if ! add_counts; then
+    tail -n 40 "$log"
+    if ! counts; then
         echo "pytest produced no summary (exit $rc)"
         failed=$((failed + 1))
     fi
     [ $rc -eq 0 ] || status=1
+
+    if [ $quick -eq 0 ]; then
+        echo "== end-to-end scenario with the daemon under valgrind memcheck"
+        AUTODEPLOYD_WRAPPER="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite" \
+            AUTODEPLOYD="$(pwd)/bin/autodeployd" /usr/bin/python3 -m pytest -q -p no:cacheprovider \
+            "tests/integration/test_deploy.py::test_push_deploys_full_container_and_labels" \
+            "tests/integration/test_slack_deploy.py::test_failed_deploy_messages_escape_task_message" \
+            >"$log" 2>&1
+        rc=$?
+        tail -n 5 "$log"
+        counts || failed=$((failed + 1))
+        [ $rc -eq 0 ] || status=1
+
+        echo "== fuzzing (${FUZZ_SECONDS:-30}s per target)"
+        for f in build/fuzz/fuzz_*; do
+            [ -x "$f" ] || continue
+            sh tests/fuzz/run.sh "${FUZZ_SECONDS:-30}" "$f" >"$log" 2>&1
+            rc=$?
+            tail -n 2 "$log"
+            one "fuzz $(basename "$f")" $rc
+        done
+    fi
 fi
 
 echo "$passed passed, $failed failed"

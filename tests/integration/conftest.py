@@ -6,6 +6,7 @@ Every test starts what it needs and stops it; nothing listens anywhere but 127.0
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -59,10 +60,13 @@ class Daemon:
         self.log_file = open(self.log_path, "wb")
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("AUTODEPLOY_")}
         full_env.update(env or {})
-        cmd = [AUTODEPLOYD, "--listen", "127.0.0.1:0", *args]
+        # AUTODEPLOYD_WRAPPER runs the daemon under a tool (valgrind) without changing tests.
+        wrapper = os.environ.get("AUTODEPLOYD_WRAPPER", "").split()
+        cmd = [*wrapper, AUTODEPLOYD, "--listen", "127.0.0.1:0", *args]
         self.proc = subprocess.Popen(cmd, stdout=self.log_file, stderr=self.log_file,
                                      stdin=subprocess.DEVNULL, env=full_env)
-        started = wait_for(self._started, timeout=10, what="autodeployd start-up line")
+        started = wait_for(self._started, timeout=30 if wrapper else 10,
+                           what="autodeployd start-up line")
         self.port = int(started["listen"].rsplit(":", 1)[1])
         self.config = json.loads(started["config"])
 
@@ -140,8 +144,20 @@ def daemon(tmp_path):
         return d
 
     yield start
+    problems = []
     for d in started:
         d.stop()
+        text = d.log_text()
+        # Under `make test SANITIZE=1` a sanitizer report anywhere fails the test that caused it.
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            if marker in text:
+                problems.append(f"{marker} in {d.log_path}")
+        # Under valgrind (AUTODEPLOYD_WRAPPER): any memcheck error or definite leak.
+        if re.search(r"==\d+== (Invalid|Conditional jump|Syscall param|Mismatched|.*definitely lost)", text):
+            problems.append(f"valgrind memcheck error in {d.log_path}")
+        if d.proc.returncode == 99:
+            problems.append(f"valgrind exit status 99 in {d.log_path}")
+    assert not problems, problems
 
 
 def run_cli(*args, env=None, timeout=10):
