@@ -17,27 +17,27 @@ int httpc_global_init(void);
 void httpc_global_cleanup(void);
 
 struct httpc_req {
-    const char *method;          /* "GET", "POST", "PUT", "PATCH", "DELETE" */
+    const char *method; /* "GET", "POST", "PUT", "PATCH", "DELETE" */
     const char *url;
-    const char *body;            /* NULL for none */
+    const char *body; /* NULL for none */
     size_t body_len;
-    const char *content_type;    /* for the body; NULL: application/json when body is set */
-    const char *accept;          /* NULL: application/json */
-    const char *userpwd;         /* Basic auth "user:password", or NULL */
-    const char *auth_header;     /* a whole header, e.g. "Authorization: token=..." */
-    const char *ca_file;         /* PEM bundle to verify https peers, NULL for the system's */
-    long connect_timeout_ms;     /* 0: 5000 */
-    long timeout_ms;             /* whole request; 0: 30000; ignored by httpc_stream */
-    int follow_redirects;        /* follow 3xx, keeping method, body and credentials */
-    size_t max_response;         /* cap on the body kept; 0: 4 MiB */
+    const char *content_type; /* for the body; NULL: application/json when body is set */
+    const char *accept;       /* NULL: application/json */
+    const char *userpwd;      /* Basic auth "user:password", or NULL */
+    const char *auth_header;  /* a whole header, e.g. "Authorization: token=..." */
+    const char *ca_file;      /* PEM bundle to verify https peers, NULL for the system's */
+    long connect_timeout_ms;  /* 0: 5000 */
+    long timeout_ms;          /* whole request; 0: 30000; ignored by httpc_stream */
+    int follow_redirects;     /* follow 3xx, keeping method, body and credentials */
+    size_t max_response;      /* cap on the body kept; 0: 4 MiB */
 };
 
 struct httpc_resp {
-    long status;                 /* 0 when no HTTP answer was received */
-    struct buf body;             /* the body, NUL-terminated; free with httpc_resp_free */
-    char err[256];               /* transport error (curl's buffer), "" when status != 0 */
-    char deployment_id[128];     /* Marathon-Deployment-Id header, "" when absent */
-    char retry_after[32];        /* Retry-After header, "" when absent */
+    long status;             /* 0 when no HTTP answer was received */
+    struct buf body;         /* the body, NUL-terminated; free with httpc_resp_free */
+    char err[256];           /* transport error (curl's buffer), "" when status != 0 */
+    char deployment_id[128]; /* Marathon-Deployment-Id header, "" when absent */
+    char retry_after[32];    /* Retry-After header, "" when absent */
     char content_type[128];
 };
 

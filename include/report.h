@@ -31,18 +31,18 @@ enum report_kind {
 
 struct report {
     enum report_kind kind;
-    struct push push;               /* the push concerned (zeroed for PAUSED/RESUMED) */
-    char app_id[256];               /* Marathon app id, "" when not about one app */
-    char apps[1024];                /* PUSHED: matching app ids, ", "-separated (truncated) */
-    int n_apps;                     /* PUSHED: how many apps match */
+    struct push push; /* the push concerned (zeroed for PAUSED/RESUMED) */
+    char app_id[256]; /* Marathon app id, "" when not about one app */
+    char apps[1024];  /* PUSHED: matching app ids, ", "-separated (truncated) */
+    int n_apps;       /* PUSHED: how many apps match */
     char old_image[512], new_image[512];
     char old_digest[PUSH_DIGEST_MAX]; /* digest the app ran before, "" when unknown */
     char deployment_id[128];
-    int instances;                  /* -1 when unknown */
-    char reason[REPORT_TEXT_MAX];   /* failure or skip reason; who paused */
+    int instances;                      /* -1 when unknown */
+    char reason[REPORT_TEXT_MAX];       /* failure or skip reason; who paused */
     char task_message[REPORT_TEXT_MAX]; /* last task failure message, "" when none */
-    double duration_s;              /* DEPLOYED/FAILED/TIMED_OUT: seconds since DEPLOYING */
-    char slack_channel[128];        /* app label autodeploy.slack-channel, "" for the default */
+    double duration_s;                  /* DEPLOYED/FAILED/TIMED_OUT: seconds since DEPLOYING */
+    char slack_channel[128];            /* app label autodeploy.slack-channel, "" for the default */
 };
 
 typedef void (*report_sink_fn)(const struct report *r, void *ctx);

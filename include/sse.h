@@ -16,13 +16,13 @@
 typedef void (*sse_event_fn)(const char *event, const char *data, size_t data_len, void *ctx);
 
 struct sse_parser {
-    struct buf line;      /* the line being read */
-    struct buf data;      /* data of the event being read */
-    char event[64];       /* its type; "message" when none was given */
-    int cr_pending;       /* the last byte was a CR: a following LF belongs to it */
-    int dropping;         /* the current event passed the cap: skip to its end */
-    size_t dropped;       /* events dropped for size */
-    size_t dispatched;    /* events delivered */
+    struct buf line;   /* the line being read */
+    struct buf data;   /* data of the event being read */
+    char event[64];    /* its type; "message" when none was given */
+    int cr_pending;    /* the last byte was a CR: a following LF belongs to it */
+    int dropping;      /* the current event passed the cap: skip to its end */
+    size_t dropped;    /* events dropped for size */
+    size_t dispatched; /* events delivered */
 };
 
 /* Prepares p; events (data) larger than max_event bytes are dropped. */

@@ -655,14 +655,14 @@ void config_usage(struct buf *b)
         env_name(o, NULL, env, sizeof env);
         snprintf(flag, sizeof flag, "--%s%s%s", o->name, o->metavar ? " " : "",
                  o->metavar ? o->metavar : "");
-        buf_printf(b, "  %-30s %s\n", flag, o->help);
-        buf_printf(b, "  %-30s env %s", "", env);
+        buf_printf(b, "  %-36s %s\n", flag, o->help);
+        buf_printf(b, "  %-36s env %s", "", env);
         if (o->type == OPT_SECRET) buf_printf(b, " or %s_FILE", env);
         if (o->def) buf_printf(b, ", default %s", o->def);
         buf_adds(b, "\n");
     }
-    buf_adds(b, "  --help                         this text\n"
-                "  --version                      print the version\n"
+    buf_adds(b, "  --help                               this text\n"
+                "  --version                            print the version\n"
                 "\nPrecedence: flags, then environment, then the config file, then defaults.\n"
                 "Invalid values stop start-up with exit code 2.\n");
 }

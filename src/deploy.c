@@ -122,14 +122,14 @@ void deployer_metrics_declare(void)
     metrics_declare("autodeploy_deployments_total", "counter",
                     "Deployment attempts by outcome (succeeded, failed, timed_out, rolled_back, "
                     "superseded, skipped, unchanged, dry_run, interrupted).");
-    static const char *const outcomes[] = {"succeeded", "failed",  "timed_out", "rolled_back",
+    static const char *const outcomes[] = {"succeeded",  "failed",  "timed_out", "rolled_back",
                                            "superseded", "skipped", "unchanged", "dry_run"};
     for (size_t i = 0; i < sizeof outcomes / sizeof outcomes[0]; i++)
         metrics_add("autodeploy_deployments_total", "outcome", outcomes[i], 0);
     static const double bounds[] = {5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600};
     metrics_declare_histogram("autodeploy_deploy_duration_seconds",
-                              "Time from the deployment's creation to its end in Marathon.",
-                              bounds, (int)(sizeof bounds / sizeof bounds[0]));
+                              "Time from the deployment's creation to its end in Marathon.", bounds,
+                              (int)(sizeof bounds / sizeof bounds[0]));
     marathon_metrics_declare();
 }
 
@@ -223,7 +223,8 @@ int deployer_records_json(struct deployer *d, struct buf *b)
         add_ms_time(b, "created_at", r->created);
         add_ms_time(b, "started_at", r->started);
         add_ms_time(b, "ended_at", r->ended);
-        if (r->started && r->ended) buf_printf(b, ",\"duration_s\":%.3f", (r->ended - r->started) / 1000.0);
+        if (r->started && r->ended)
+            buf_printf(b, ",\"duration_s\":%.3f", (r->ended - r->started) / 1000.0);
         buf_adds(b, "}");
     }
     pthread_mutex_unlock(&d->mu);
@@ -291,8 +292,7 @@ static int prefix_allowed(const struct config *cfg, const char *app_id)
 }
 
 /* The image the app should run after this push: its own registry host kept. */
-static int new_image_for(const char *current, const struct push *p, int pin, char *out,
-                         size_t len)
+static int new_image_for(const char *current, const struct push *p, int pin, char *out, size_t len)
 {
     struct image_ref cur, nw;
     if (ref_parse_image(current, &cur) < 0) return -1;
@@ -429,8 +429,10 @@ static void submit(struct deployer *d, const struct push *p, const char *app_id)
         copy(s->app_id, sizeof s->app_id, app_id);
         s->next = d->slots;
         d->slots = s;
-        if (d->ready_tail) d->ready_tail->next = j;
-        else d->ready_head = j;
+        if (d->ready_tail)
+            d->ready_tail->next = j;
+        else
+            d->ready_head = j;
         d->ready_tail = j;
         pthread_cond_signal(&d->cv);
     } else if (!s->pending) {
@@ -450,8 +452,8 @@ static void submit(struct deployer *d, const struct push *p, const char *app_id)
     if (loser) {
         const struct push *w = loser == j ? &s->pending->push : &j->push;
         char reason[300];
-        snprintf(reason, sizeof reason, "a newer push (%.150s:%.100s) will deploy instead", w->repository,
-                 w->tag);
+        snprintf(reason, sizeof reason, "a newer push (%.150s:%.100s) will deploy instead",
+                 w->repository, w->tag);
         finish_skipped(d, loser->record, &loser->push, app_id, NULL, "superseded",
                        REPORT_SUPERSEDED, reason);
         free(loser);
@@ -563,8 +565,8 @@ static void wait_unlocked(struct deployer *d, const cJSON *ids, int64_t deadline
 /* Without the event stream: is the deployment still listed? If not, did the app reach the
  * version it created? Returns PENDING while it runs. */
 static enum follow_outcome poll_deployment(struct deployer *d, const char *app_id,
-                                           const char *dep_id, const char *version,
-                                           char *reason, size_t len)
+                                           const char *dep_id, const char *version, char *reason,
+                                           size_t len)
 {
     struct httpc_resp resp;
     if (marathon_request(d->m, "GET", "/v2/deployments", NULL, &resp) < 0 || resp.status != 200) {
@@ -592,8 +594,9 @@ static enum follow_outcome poll_deployment(struct deployer *d, const char *app_i
             o = FOLLOW_SUCCEEDED;
         } else {
             o = FOLLOW_FAILED;
-            snprintf(reason, len, "the deployment ended but the app is not at the deployed "
-                                  "version (cancelled or rolled back)");
+            snprintf(reason, len,
+                     "the deployment ended but the app is not at the deployed "
+                     "version (cancelled or rolled back)");
         }
         cJSON_Delete(app);
     }
@@ -638,7 +641,8 @@ static char *update_body(struct attempt *a, const cJSON *app, int mutable_tag)
         /* Same image string, new digest: make the agents pull instead of reusing their copy. */
         if (cJSON_GetObjectItemCaseSensitive(docker, "forcePullImage"))
             cJSON_ReplaceItemInObjectCaseSensitive(docker, "forcePullImage", cJSON_CreateTrue());
-        else cJSON_AddTrueToObject(docker, "forcePullImage");
+        else
+            cJSON_AddTrueToObject(docker, "forcePullImage");
     }
     cJSON_AddItemToObject(body, "container", container);
     const cJSON *old = cJSON_GetObjectItemCaseSensitive(app, "labels");
@@ -665,8 +669,8 @@ static char *update_body(struct attempt *a, const cJSON *app, int mutable_tag)
 /* Rolls the app back: a running deployment is deleted (Marathon starts the rollback), an
  * ended one is undone by restoring the previous app version. Returns the rollback's
  * deployment id in out, 0 on success. */
-static int rollback(struct attempt *a, const char *dep_id, int still_running, char *out,
-                    size_t len, char *err, size_t errlen)
+static int rollback(struct attempt *a, const char *dep_id, int still_running, char *out, size_t len,
+                    char *err, size_t errlen)
 {
     struct httpc_resp resp;
     struct buf path, body;
@@ -713,7 +717,6 @@ static void run_job(struct deployer *d, struct job *job)
     cJSON *app = NULL;
     char *body = NULL;
     char dep_id[128] = "", version[64] = "";
-    int64_t t0 = follower_now_ms();
     record_set(d, job->record, "updating", NULL, NULL, NULL, NULL, NULL);
 
     const char *method = "PATCH";
@@ -732,8 +735,7 @@ static void run_job(struct deployer *d, struct job *job)
             marathon_error_text(&resp, err, sizeof err);
             httpc_resp_free(&resp);
             if (d->stop || follower_now_ms() >= a.deadline || resp.status == 401) {
-                finish_skipped(d, job->record, p, app_id, a.channel, "failed", REPORT_FAILED,
-                               err);
+                finish_skipped(d, job->record, p, app_id, a.channel, "failed", REPORT_FAILED, err);
                 goto out;
             }
             nap(d, backoff_ms(attempt));
@@ -795,16 +797,17 @@ static void run_job(struct deployer *d, struct job *job)
         struct buf path;
         buf_init(&path, 4096);
         marathon_app_path(app_id, &path);
-        if (!strcmp(method, "PUT")) buf_adds(&path, force ? "?partialUpdate=true&force=true"
-                                                          : "?partialUpdate=true");
-        else if (force) buf_adds(&path, "?force=true");
+        if (!strcmp(method, "PUT"))
+            buf_adds(&path, force ? "?partialUpdate=true&force=true" : "?partialUpdate=true");
+        else if (force)
+            buf_adds(&path, "?force=true");
         marathon_request(d->m, method, path.data, body, &resp);
         buf_free(&path);
         long st = resp.status;
         if (st == 200 || st == 201) {
             cJSON *j = cJSON_Parse(resp.body.data);
-            copy(dep_id, sizeof dep_id, resp.deployment_id[0] ? resp.deployment_id
-                                                              : jstr(j, "deploymentId"));
+            copy(dep_id, sizeof dep_id,
+                 resp.deployment_id[0] ? resp.deployment_id : jstr(j, "deploymentId"));
             copy(version, sizeof version, jstr(j, "version"));
             cJSON_Delete(j);
             httpc_resp_free(&resp);
@@ -867,8 +870,9 @@ static void run_job(struct deployer *d, struct job *job)
     int polls = 0;
     while (!d->stop) {
         int connected = follower_connected(d->f);
-        o = follower_wait(d->f, watch, a.deadline, connected ? 5000 : config_live()->poll_interval_ms,
-                          reason, sizeof reason, task, sizeof task);
+        o = follower_wait(d->f, watch, a.deadline,
+                          connected ? 5000 : config_live()->poll_interval_ms, reason, sizeof reason,
+                          task, sizeof task);
         if (o != FOLLOW_PENDING || follower_now_ms() >= a.deadline || d->stop) break;
         /* Without the stream, and now and then even with it (an event can be lost). */
         if (!connected || ++polls % 6 == 0) {
@@ -883,15 +887,14 @@ static void run_job(struct deployer *d, struct job *job)
         follower_wait(d->f, watch, 0, 0, reason, sizeof reason, task, sizeof task);
     follower_unwatch(d->f, watch);
     double secs = (follower_now_ms() - started) / 1000.0;
-    (void)t0;
     if (o != FOLLOW_PENDING || follower_now_ms() >= a.deadline)
         metrics_observe("autodeploy_deploy_duration_seconds", secs);
 
     if (o == FOLLOW_SUCCEEDED) {
         record_set(d, job->record, "succeeded", NULL, NULL, NULL, NULL, NULL);
         count_outcome("succeeded");
-        log_info("deployment succeeded", "app", app_id, "deployment", dep_id, "image",
-                 a.new_image, NULL);
+        log_info("deployment succeeded", "app", app_id, "deployment", dep_id, "image", a.new_image,
+                 NULL);
         report_outcome(&a, REPORT_DEPLOYED, dep_id, "", "", secs);
         goto out;
     }
@@ -915,8 +918,8 @@ static void run_job(struct deployer *d, struct job *job)
     }
     record_set(d, job->record, timed_out ? "timed_out" : "failed", NULL, NULL, NULL, reason, task);
     count_outcome(timed_out ? "timed_out" : "failed");
-    log_warn(timed_out ? "deployment timed out" : "deployment failed", "app", app_id,
-             "deployment", dep_id, "reason", reason, "task_message", task, NULL);
+    log_warn(timed_out ? "deployment timed out" : "deployment failed", "app", app_id, "deployment",
+             dep_id, "reason", reason, "task_message", task, NULL);
     report_outcome(&a, timed_out ? REPORT_TIMED_OUT : REPORT_FAILED, dep_id, reason, task, secs);
     if (config_live()->rollback_on_failure) {
         char rb[128] = "";
@@ -962,8 +965,10 @@ static void *worker_main(void *arg)
         if (s && s->pending) {
             struct job *n = s->pending;
             s->pending = NULL;
-            if (d->ready_tail) d->ready_tail->next = n;
-            else d->ready_head = n;
+            if (d->ready_tail)
+                d->ready_tail->next = n;
+            else
+                d->ready_head = n;
             d->ready_tail = n;
             pthread_cond_signal(&d->cv);
         } else if (s) {
@@ -1049,7 +1054,9 @@ int deployer_health_json(struct deployer *d, struct buf *b)
     /* An attached event stream proves Marathon answers; otherwise the last request tells. */
     int r = attached ? 1 : marathon_reachable(d->m, why, sizeof why);
     buf_printf(b, "\"marathon\":\"%s\",\"event_stream\":\"%s\"",
-               r > 0 ? "reachable" : r == 0 ? "unreachable" : "unknown",
+               r > 0    ? "reachable"
+               : r == 0 ? "unreachable"
+                        : "unknown",
                attached ? "attached" : "down");
     if (r == 0) {
         buf_adds(b, ",\"marathon_error\":");

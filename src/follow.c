@@ -113,8 +113,8 @@ static void settle_locked(struct follower *f, const char *dep_id, enum follow_ou
 
 static int is_failed_task_state(const char *s)
 {
-    static const char *const bad[] = {"TASK_FAILED", "TASK_ERROR", "TASK_LOST",
-                                      "TASK_DROPPED", "TASK_GONE", "TASK_UNREACHABLE"};
+    static const char *const bad[] = {"TASK_FAILED",  "TASK_ERROR", "TASK_LOST",
+                                      "TASK_DROPPED", "TASK_GONE",  "TASK_UNREACHABLE"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         if (!strcmp(s, bad[i])) return 1;
     return 0;
@@ -216,8 +216,10 @@ static void *stream_main(void *arg)
                         on_bytes, f, &f->stop, &resp);
         if (!f->stop) {
             char why[300];
-            if (resp.status >= 300) marathon_error_text(&resp, why, sizeof why);
-            else snprintf(why, sizeof why, "%s", resp.err[0] ? resp.err : "stream ended");
+            if (resp.status >= 300)
+                marathon_error_text(&resp, why, sizeof why);
+            else
+                snprintf(why, sizeof why, "%s", resp.err[0] ? resp.err : "stream ended");
             log_warn("Marathon event stream closed", "error", why, NULL);
         }
         httpc_resp_free(&resp);
@@ -284,9 +286,9 @@ int follower_watch(struct follower *f, const char *deployment_id, const char *ap
     return id;
 }
 
-enum follow_outcome follower_wait(struct follower *f, int id, int64_t deadline_ms,
-                                  long max_wait_ms, char *reason, size_t reason_len,
-                                  char *task_message, size_t task_len)
+enum follow_outcome follower_wait(struct follower *f, int id, int64_t deadline_ms, long max_wait_ms,
+                                  char *reason, size_t reason_len, char *task_message,
+                                  size_t task_len)
 {
     int64_t until = follower_now_ms() + max_wait_ms;
     if (until > deadline_ms) until = deadline_ms;

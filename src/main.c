@@ -91,8 +91,8 @@ static struct config *reload(int argc, char **argv, const struct config *boot,
     char err[512];
     if (!r) return NULL;
     if (config_load(&r->cfg, argc, argv, environ, &action, err, sizeof err) < 0) {
-        log_error("configuration reload failed; keeping the running configuration", "error",
-                  err, NULL);
+        log_error("configuration reload failed; keeping the running configuration", "error", err,
+                  NULL);
         config_free(&r->cfg);
         free(r);
         return NULL;
@@ -147,8 +147,10 @@ int main(int argc, char **argv)
     if (action != CONFIG_RUN) {
         struct buf b;
         buf_init(&b, 1 << 20);
-        if (action == CONFIG_HELP) config_usage(&b);
-        else buf_printf(&b, "autodeployd %s\n", AUTODEPLOY_VERSION);
+        if (action == CONFIG_HELP)
+            config_usage(&b);
+        else
+            buf_printf(&b, "autodeployd %s\n", AUTODEPLOY_VERSION);
         fwrite(b.data, 1, b.len, stdout);
         buf_free(&b);
         config_free(&cfg);
@@ -181,8 +183,8 @@ int main(int argc, char **argv)
     }
     metrics_declare("autodeploy_build_info", "gauge", "Build information; always 1.");
     metrics_set("autodeploy_build_info", "version", AUTODEPLOY_VERSION, 1);
-    metrics_declare_gauge_fn("autodeploy_queue_depth", "Pushes waiting in the queue.",
-                             queue_depth, q);
+    metrics_declare_gauge_fn("autodeploy_queue_depth", "Pushes waiting in the queue.", queue_depth,
+                             q);
     metrics_declare_gauge_fn("autodeploy_paused", "1 while an operator has paused deployments.",
                              paused_gauge, q);
     report_add_sink(log_report, NULL);
@@ -253,8 +255,8 @@ int main(int argc, char **argv)
     }
     char grace[32];
     snprintf(grace, sizeof grace, "%ldms", config_live()->shutdown_grace_ms);
-    log_info("stopping: no new requests; running deployments get the grace period", "grace",
-             grace, NULL);
+    log_info("stopping: no new requests; running deployments get the grace period", "grace", grace,
+             NULL);
     rc = 0;
 out:
     server_stop(srv);
@@ -265,8 +267,8 @@ out:
     while (q && pushq_take_nowait(q, &left) == 0)
         log_warn("push not deployed: still queued at exit (the registry will not resend it; "
                  "push again or replay the event)",
-                 "event_id", left.event_id, "registry", left.host, "repository",
-                 left.repository, "tag", left.tag, "digest", left.digest, NULL);
+                 "event_id", left.event_id, "registry", left.host, "repository", left.repository,
+                 "tag", left.tag, "digest", left.digest, NULL);
     deployer_free(dep);
     follower_free(fol);
     marathon_free(mar);

@@ -76,7 +76,8 @@ struct marathon *marathon_new(const struct config *cfg, char *err, size_t errlen
     if (cfg->marathon_token) {
         size_t n = strlen(cfg->marathon_token) + 32;
         m->auth_header = malloc(n);
-        if (m->auth_header) snprintf(m->auth_header, n, "Authorization: token=%s", cfg->marathon_token);
+        if (m->auth_header)
+            snprintf(m->auth_header, n, "Authorization: token=%s", cfg->marathon_token);
     }
     if (cfg->marathon_ca_file) m->ca_file = strdup(cfg->marathon_ca_file);
     m->reachable = -1;

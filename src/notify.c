@@ -503,8 +503,7 @@ static void compose_skipped(struct msg *m, const struct report *r, const struct 
     if (r->push.pusher[0]) field_user(m, "Pushed by", r->push.pusher, 1, NOTIFY_ONE_LINE);
 }
 
-static void compose_interrupted(struct msg *m, const struct report *r,
-                                const struct notify_opts *o)
+static void compose_interrupted(struct msg *m, const struct report *r, const struct notify_opts *o)
 {
     m->color = NOTIFY_COLOR_WARNING;
     lit(m, &m->summary, "Stopped following ");

@@ -143,7 +143,8 @@ int ref_parse_image(const char *s, struct image_ref *out)
     char *slash = strchr(tmp, '/');
     if (slash) {
         size_t n = (size_t)(slash - tmp);
-        if ((memchr(tmp, '.', n) || memchr(tmp, ':', n) || (n == 9 && !strncmp(tmp, "localhost", 9)))) {
+        if ((memchr(tmp, '.', n) || memchr(tmp, ':', n) ||
+             (n == 9 && !strncmp(tmp, "localhost", 9)))) {
             *slash = '\0';
             if (!ref_valid_host(tmp) || strlen(tmp) >= sizeof out->host) return -1;
             snprintf(out->host, sizeof out->host, "%s", tmp);

@@ -221,8 +221,10 @@ static enum MHD_Result serve_small(struct server *s, struct MHD_Connection *c, e
         ret = respond(c, 200, "application/json", &b, NULL, NULL);
         break;
     case R_DEPLOYMENTS:
-        if (s->d) deployer_records_json(s->d, &b);
-        else buf_adds(&b, "{\"deployments\":[]}");
+        if (s->d)
+            deployer_records_json(s->d, &b);
+        else
+            buf_adds(&b, "{\"deployments\":[]}");
         ret = respond(c, 200, "application/json", &b, NULL, NULL);
         break;
     case R_PLAN: {

@@ -64,6 +64,13 @@ unit_phase() { # unit_phase DIR [WRAPPER...]
 echo "== unit tests"
 unit_phase build
 
+echo "== formatting (clang-format, .clang-format)"
+clang-format --dry-run --Werror src/*.c include/*.h tests/unit/*.c tests/unit/*.h \
+    tests/fuzz/*.c >"$log" 2>&1
+rc=$?
+head -n 20 "$log"
+one "clang-format" $rc
+
 if [ $quick -eq 0 ] && [ $unit_only -eq 0 ]; then
     echo "== unit tests under valgrind memcheck"
     unit_phase build valgrind -q --error-exitcode=99 --leak-check=full \

@@ -272,3 +272,16 @@ def test_bad_config_file_exits_2(tmp_path):
     cfg.write_text('{"queue-size": "many"}')
     r = run_cli("--config", str(cfg))
     assert r.returncode == 2 and "--queue-size" in r.stderr and str(cfg) in r.stderr
+
+
+def test_readme_documents_every_flag():
+    """--help and the README's configuration table must not drift apart."""
+    import os
+    import re
+    from conftest import ROOT
+    flags = set(re.findall(r"^  (--[a-z-]+)", run_cli("--help").stdout, re.M)) - {"--help", "--version"}
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    missing = sorted(f for f in flags if f"`{f}" not in readme)
+    assert not missing, missing
+    assert len(flags) > 30

@@ -137,8 +137,8 @@ static void test_errors(void)
         char err[256] = "";
         char *argv[] = {"autodeployd", (char *)bad[i].flag, (char *)bad[i].value, NULL};
         int rc = load(&c, argv, NULL, err, sizeof err);
-        CHECK(rc < 0 && strstr(err, bad[i].must_name), "%s %s refused naming it: %s",
-              bad[i].flag, bad[i].value, err);
+        CHECK(rc < 0 && strstr(err, bad[i].must_name), "%s %s refused naming it: %s", bad[i].flag,
+              bad[i].value, err);
         CHECK(strchr(err, '\n') == NULL, "one-line message");
         config_free(&c);
     }
@@ -156,7 +156,8 @@ static void test_errors(void)
     config_free(&c);
 
     char file[256], arg[300];
-    snprintf(file, sizeof file, "%s", write_tmp("bad.json", "{\"listen\":\"127.0.0.1:1\",\"colour\":1}"));
+    snprintf(file, sizeof file, "%s",
+             write_tmp("bad.json", "{\"listen\":\"127.0.0.1:1\",\"colour\":1}"));
     snprintf(arg, sizeof arg, "--config=%s", file);
     char *argv3[] = {"autodeployd", arg, NULL};
     CHECK(load(&c, argv3, NULL, err, sizeof err) < 0 && strstr(err, "colour"),
@@ -205,9 +206,10 @@ static void test_help(void)
     struct buf b;
     buf_init(&b, 1 << 16);
     config_usage(&b);
-    const char *must[] = {"--listen", "--webhook-token", "--max-body-bytes", "--queue-size",
-                          "--log-level", "--log-format", "--config", "AUTODEPLOY_LISTEN",
-                          "AUTODEPLOY_WEBHOOK_TOKEN_FILE", "--version"};
+    const char *must[] = {"--listen",     "--webhook-token",   "--max-body-bytes",
+                          "--queue-size", "--log-level",       "--log-format",
+                          "--config",     "AUTODEPLOY_LISTEN", "AUTODEPLOY_WEBHOOK_TOKEN_FILE",
+                          "--version"};
     for (size_t i = 0; i < sizeof must / sizeof must[0]; i++)
         CHECK(strstr(b.data, must[i]) != NULL, "--help mentions %s", must[i]);
     buf_free(&b);

@@ -25,8 +25,10 @@ static void collect(const struct event_item *it, void *ctx)
     } else {
         int k = g->n_ignored + g->n_rejected;
         if (k < 8) snprintf(g->reasons[k], sizeof g->reasons[k], "%s", it->reason);
-        if (it->verdict == EVENT_IGNORED) g->n_ignored++;
-        else g->n_rejected++;
+        if (it->verdict == EVENT_IGNORED)
+            g->n_ignored++;
+        else
+            g->n_rejected++;
     }
 }
 
@@ -87,7 +89,8 @@ static void test_captures(void)
     /* The authenticated capture names its pusher. */
     size_t len;
     char err[256];
-    char *body = tl_read_file("tests/fixtures/registry/push_manifest_authenticated_actor.json", &len);
+    char *body =
+        tl_read_file("tests/fixtures/registry/push_manifest_authenticated_actor.json", &len);
     struct got g;
     if (body && parse(body, len, &g, err, sizeof err) == 1 && g.n_push == 1)
         CHECK_STR(g.pushes[0].pusher, "ci-pusher", "pusher from actor.name");
@@ -143,7 +146,7 @@ static void test_other_sources(void)
 #define MT "application/vnd.oci.image.manifest.v1+json"
 #define EV(repo, tag, digest, host)                                                                \
     "{\"events\":[{\"id\":\"e1\",\"timestamp\":\"2026-01-02T03:04:05Z\",\"action\":\"push\","      \
-    "\"target\":{\"mediaType\":\"" MT "\",\"repository\":" repo ",\"tag\":" tag                   \
+    "\"target\":{\"mediaType\":\"" MT "\",\"repository\":" repo ",\"tag\":" tag                    \
     ",\"digest\":" digest "},\"request\":{\"host\":" host "},\"actor\":{}}]}"
 
 struct case_ {
@@ -177,13 +180,15 @@ static const struct case_ cases[] = {
     {"tag with markup", EV("\"a\"", "\"<!channel>\"", "\"" DIG "\"", "\"r\""), 1, 0, 0, 1},
     {"tag 129 chars",
      EV("\"a\"",
-        "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        "aaa"
         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"",
         "\"" DIG "\"", "\"r\""),
      1, 0, 0, 1},
     {"tag 128 chars",
      EV("\"a\"",
-        "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        "aaa"
         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"",
         "\"" DIG "\"", "\"r\""),
      1, 1, 0, 0},
@@ -255,8 +260,13 @@ static void test_rfc3339(void)
     CHECK(event_parse_rfc3339("2023-01-25T14:45:54.1-01:30", &a) == 0 &&
               event_parse_rfc3339("2023-01-25T16:15:54.1Z", &b) == 0 && a == b,
           "negative offset applied");
-    const char *bad[] = {"", "2023-01-25", "2023-01-25T14:45:54", "2023-13-01T00:00:00Z",
-                         "2023-01-25T14:45:54.Z", "2023-01-25T14:45:54Zjunk", "x023-01-25T14:45:54Z"};
+    const char *bad[] = {"",
+                         "2023-01-25",
+                         "2023-01-25T14:45:54",
+                         "2023-13-01T00:00:00Z",
+                         "2023-01-25T14:45:54.Z",
+                         "2023-01-25T14:45:54Zjunk",
+                         "x023-01-25T14:45:54Z"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         CHECK(event_parse_rfc3339(bad[i], &ns) < 0, "\"%s\" refused", bad[i]);
 }
