@@ -97,7 +97,7 @@ fuzz: $(FUZZ_BINS)
 	sh tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
 
 bench: all $(BENCH_BINS)
-	sh tests/bench/run.sh $(BUILD)
+	sh tests/bench/run.sh $(BUILD) $(BIN)
 
 format:
 	clang-format -i src/*.c include/*.h tests/unit/*.c tests/unit/*.h
