@@ -33,6 +33,7 @@ struct push {
     char digest[PUSH_DIGEST_MAX]; /* "sha256:<64 hex>" */
     char media_type[PUSH_MEDIA_MAX];
     char pusher[PUSH_PUSHER_MAX]; /* actor.name; control characters removed, may be "" */
+    unsigned long long seq;       /* set by the queue when accepted: its place in the records */
 };
 
 enum event_verdict { EVENT_PUSH = 0, EVENT_IGNORED, EVENT_REJECTED };

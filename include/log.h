@@ -32,6 +32,10 @@ int log_enabled(enum log_level level);
 /* Writes one record: msg, then key/value string pairs, terminated by a NULL key. */
 void log_write(enum log_level level, const char *msg, ...) __attribute__((sentinel));
 
+/* Writes one record whatever the threshold: for the start-up and shutdown lines, which an
+ * operator needs to see even with --log-level warn. */
+void log_always(enum log_level level, const char *msg, ...) __attribute__((sentinel));
+
 #define log_debug(...)                                                                             \
     do {                                                                                           \
         if (log_enabled(LOG_DEBUG)) log_write(LOG_DEBUG, __VA_ARGS__);                             \

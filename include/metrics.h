@@ -19,6 +19,14 @@ void metrics_declare_gauge_fn(const char *name, const char *help, double (*fn)(v
 /* Adds v to the series name{label="value"} (label may be NULL for an unlabelled series). */
 void metrics_add(const char *name, const char *label, const char *value, double v);
 
+/* A handle on one counter series, for hot paths: found (or created) once, then incremented
+ * without the registry lock. NULL when the family is unknown or the registry is full. */
+struct metrics_counter;
+struct metrics_counter *metrics_counter(const char *name, const char *label, const char *value);
+
+/* Adds n to the series behind c (a NULL c is ignored). Lock-free. */
+void metrics_counter_inc(struct metrics_counter *c, unsigned long long n);
+
 /* Sets the series to v. */
 void metrics_set(const char *name, const char *label, const char *value, double v);
 

@@ -54,8 +54,8 @@ int pushq_paused(struct pushq *q);
 /* Pushes waiting now. */
 size_t pushq_depth(struct pushq *q);
 
-/* Records what became of an accepted push (e.g. "dispatched", "deployed"), shown by
- * pushq_recent_json. Matches by event id, or by repository, tag and digest when the id is empty. */
+/* Records what became of an accepted push (as returned by pushq_take: its seq identifies it),
+ * e.g. "dispatched", shown by pushq_recent_json. Forgotten pushes are ignored. */
 void pushq_set_state(struct pushq *q, const struct push *p, const char *state);
 
 /* Appends {"pushes":[...]} with the most recent accepted pushes, newest first. */

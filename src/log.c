@@ -61,9 +61,8 @@ static void add_text_value(struct buf *b, const char *v)
     buf_add_json_string(b, v);
 }
 
-void log_write(enum log_level level, const char *msg, ...)
+static void log_vwrite(enum log_level level, const char *msg, va_list ap)
 {
-    if (!log_enabled(level)) return;
     struct buf b;
     buf_init(&b, 64 * 1024);
 
@@ -83,8 +82,6 @@ void log_write(enum log_level level, const char *msg, ...)
         buf_printf(&b, "%s %-5s %s", tbuf, level_names[level], msg);
     }
 
-    va_list ap;
-    va_start(ap, msg);
     for (;;) {
         const char *k = va_arg(ap, const char *);
         if (!k) break;
@@ -100,7 +97,6 @@ void log_write(enum log_level level, const char *msg, ...)
             add_text_value(&b, v);
         }
     }
-    va_end(ap);
     if (json) buf_add(&b, "}", 1);
     buf_add(&b, "\n", 1);
 
@@ -112,4 +108,21 @@ void log_write(enum log_level level, const char *msg, ...)
         funlockfile(f);
     }
     buf_free(&b);
+}
+
+void log_write(enum log_level level, const char *msg, ...)
+{
+    if (!log_enabled(level)) return;
+    va_list ap;
+    va_start(ap, msg);
+    log_vwrite(level, msg, ap);
+    va_end(ap);
+}
+
+void log_always(enum log_level level, const char *msg, ...)
+{
+    va_list ap;
+    va_start(ap, msg);
+    log_vwrite(level, msg, ap);
+    va_end(ap);
 }

@@ -233,8 +233,8 @@ int main(int argc, char **argv)
     int port;
     config_split_hostport(cfg.listen, host, sizeof host, &port);
     snprintf(addr, sizeof addr, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, server_port(srv));
-    log_info("autodeployd started", "version", AUTODEPLOY_VERSION, "listen", addr, "config",
-             cj.data, NULL);
+    log_always(LOG_INFO, "autodeployd started", "version", AUTODEPLOY_VERSION, "listen", addr,
+               "config", cj.data, NULL);
     buf_free(&cj);
     if (!cfg.webhook_token)
         log_warn("no --webhook-token set: anyone who can reach the webhook can trigger "
@@ -284,6 +284,6 @@ out:
     }
     config_free(&cfg);
     httpc_global_cleanup();
-    if (rc == 0) log_info("stopped", NULL);
+    if (rc == 0) log_always(LOG_INFO, "stopped", NULL);
     return rc;
 }

@@ -40,6 +40,11 @@ struct series {
     char label[32];
     char value[64];
     double v;
+    unsigned long long fast; /* increments through metrics_counter_inc (atomic) */
+};
+
+struct metrics_counter {
+    struct series s;
 };
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -99,6 +104,7 @@ static struct series *series_get(const char *name, const char *label, const char
     snprintf(s->label, sizeof s->label, "%s", label);
     snprintf(s->value, sizeof s->value, "%s", value);
     s->v = 0;
+    s->fast = 0;
     return s;
 }
 
@@ -110,11 +116,28 @@ void metrics_add(const char *name, const char *label, const char *value, double 
     pthread_mutex_unlock(&mu);
 }
 
+struct metrics_counter *metrics_counter(const char *name, const char *label, const char *value)
+{
+    pthread_mutex_lock(&mu);
+    struct series *s = series_get(name, label, value, 1);
+    pthread_mutex_unlock(&mu);
+    /* The series array never moves, so the pointer stays valid for the process's life. */
+    return (struct metrics_counter *)s;
+}
+
+void metrics_counter_inc(struct metrics_counter *c, unsigned long long n)
+{
+    if (c) __atomic_add_fetch(&c->s.fast, n, __ATOMIC_RELAXED);
+}
+
 void metrics_set(const char *name, const char *label, const char *value, double v)
 {
     pthread_mutex_lock(&mu);
     struct series *s = series_get(name, label, value, 1);
-    if (s) s->v = v;
+    if (s) {
+        s->v = v;
+        __atomic_store_n(&s->fast, 0, __ATOMIC_RELAXED);
+    }
     pthread_mutex_unlock(&mu);
 }
 
@@ -122,7 +145,7 @@ double metrics_get(const char *name, const char *label, const char *value)
 {
     pthread_mutex_lock(&mu);
     struct series *s = series_get(name, label, value, 0);
-    double v = s ? s->v : 0;
+    double v = s ? s->v + (double)__atomic_load_n(&s->fast, __ATOMIC_RELAXED) : 0;
     pthread_mutex_unlock(&mu);
     return v;
 }
@@ -206,7 +229,8 @@ int metrics_render(struct buf *b)
                 add_label_value(b, s->value);
                 rc |= buf_adds(b, "\"}");
             }
-            rc |= buf_printf(b, " %.17g\n", s->v);
+            rc |= buf_printf(b, " %.17g\n",
+                             s->v + (double)__atomic_load_n(&s->fast, __ATOMIC_RELAXED));
         }
     }
     pthread_mutex_unlock(&mu);

@@ -118,6 +118,7 @@ struct pushq {
     struct recent *recent;
     size_t recent_cap, recent_next, recent_len;
     uint64_t seed;
+    unsigned long long next_seq;
     int locks_ready;
 };
 
@@ -209,18 +210,20 @@ enum pushq_result pushq_offer(struct pushq *q, const struct push *p)
         r = PUSHQ_FULL;
         goto out;
     }
-    q->ring[(q->head + q->len) % q->cap] = *p;
+    struct push *slot = &q->ring[(q->head + q->len) % q->cap];
+    *slot = *p;
+    slot->seq = ++q->next_seq;
     q->len++;
     if (idk) hmap_put(&q->ids, idk, 1);
     hmap_put(&q->tags, tagk, dig);
 
-    struct recent *rc = &q->recent[q->recent_next];
-    rc->p = *p;
+    struct recent *rc = &q->recent[(slot->seq - 1) % q->recent_cap];
+    rc->p = *slot;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     rc->received_ns = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
     snprintf(rc->state, sizeof rc->state, "queued");
-    q->recent_next = (q->recent_next + 1) % q->recent_cap;
+    q->recent_next = (size_t)(slot->seq % q->recent_cap);
     if (q->recent_len < q->recent_cap) q->recent_len++;
     r = PUSHQ_ACCEPTED;
     pthread_cond_signal(&q->cv);
@@ -291,23 +294,13 @@ size_t pushq_depth(struct pushq *q)
     return n;
 }
 
-static int same_push(const struct push *a, const struct push *b)
-{
-    if (a->event_id[0] || b->event_id[0]) return strcmp(a->event_id, b->event_id) == 0;
-    return strcmp(a->repository, b->repository) == 0 && strcmp(a->tag, b->tag) == 0 &&
-           strcmp(a->digest, b->digest) == 0;
-}
-
 void pushq_set_state(struct pushq *q, const struct push *p, const char *state)
 {
+    if (!p->seq) return;
     pthread_mutex_lock(&q->mu);
-    for (size_t i = 0; i < q->recent_len; i++) {
-        size_t k = (q->recent_next + q->recent_cap - 1 - i) % q->recent_cap;
-        if (same_push(&q->recent[k].p, p)) {
-            snprintf(q->recent[k].state, sizeof q->recent[k].state, "%s", state);
-            break;
-        }
-    }
+    /* The record of push number seq is at a fixed place, unless newer ones replaced it. */
+    struct recent *r = &q->recent[(p->seq - 1) % q->recent_cap];
+    if (r->p.seq == p->seq) snprintf(r->state, sizeof r->state, "%s", state);
     pthread_mutex_unlock(&q->mu);
 }
 

@@ -126,9 +126,17 @@ static enum MHD_Result respond_error(struct MHD_Connection *c, int status, const
 
 static void count_webhook(int status)
 {
-    char code[8];
-    snprintf(code, sizeof code, "%d", status);
-    metrics_add("autodeploy_webhook_requests_total", "code", code, 1);
+    /* One handle per status code, found on first use (a race finds the same series twice). */
+    static struct metrics_counter *by_code[600];
+    if (status < 100 || status > 599) return;
+    struct metrics_counter *c = __atomic_load_n(&by_code[status], __ATOMIC_ACQUIRE);
+    if (!c) {
+        char code[8];
+        snprintf(code, sizeof code, "%d", status);
+        c = metrics_counter("autodeploy_webhook_requests_total", "code", code);
+        __atomic_store_n(&by_code[status], c, __ATOMIC_RELEASE);
+    }
+    metrics_counter_inc(c, 1);
 }
 
 static int content_type_ok(struct MHD_Connection *c)

@@ -10,6 +10,12 @@
 
 #include <stdio.h>
 
+enum result { R_ACCEPTED, R_IGNORED, R_DUPLICATE, R_REJECTED, R_DEFERRED, N_RESULTS };
+static const char *const result_names[N_RESULTS] = {"accepted", "ignored", "duplicate", "rejected",
+                                                    "deferred"};
+/* Looked up once: the webhook counts every event without taking the metrics lock. */
+static struct metrics_counter *counters[N_RESULTS];
+
 struct tally {
     struct pushq *q;
     int accepted, ignored, duplicate, rejected, full;
@@ -20,23 +26,21 @@ void webhook_metrics_declare(void)
     metrics_declare("autodeploy_events_total", "counter",
                     "Registry events received, by result (accepted, ignored, duplicate, "
                     "rejected, deferred when the queue was full).");
-    static const char *const results[] = {"accepted", "ignored", "duplicate", "rejected",
-                                          "deferred"};
-    for (size_t i = 0; i < sizeof results / sizeof results[0]; i++)
-        metrics_add("autodeploy_events_total", "result", results[i], 0);
+    for (int i = 0; i < N_RESULTS; i++)
+        counters[i] = metrics_counter("autodeploy_events_total", "result", result_names[i]);
 }
 
 static void on_event(const struct event_item *it, void *ctx)
 {
     struct tally *t = ctx;
-    const char *result = "ignored";
+    enum result result = R_IGNORED;
     if (it->verdict == EVENT_IGNORED) {
         t->ignored++;
         log_debug("event ignored", "event_id", it->event_id, "repository", it->repository, "reason",
                   it->reason, NULL);
     } else if (it->verdict == EVENT_REJECTED) {
         t->rejected++;
-        result = "rejected";
+        result = R_REJECTED;
         log_warn("event rejected", "event_id", it->event_id, "repository", it->repository, "reason",
                  it->reason, NULL);
     } else {
@@ -44,25 +48,25 @@ static void on_event(const struct event_item *it, void *ctx)
         switch (pushq_offer(t->q, p)) {
         case PUSHQ_ACCEPTED:
             t->accepted++;
-            result = "accepted";
+            result = R_ACCEPTED;
             log_info("push accepted", "event_id", p->event_id, "registry", p->host, "repository",
                      p->repository, "tag", p->tag, "digest", p->digest, "pusher", p->pusher, NULL);
             break;
         case PUSHQ_DUPLICATE:
             t->duplicate++;
-            result = "duplicate";
+            result = R_DUPLICATE;
             log_info("duplicate push dropped", "event_id", p->event_id, "repository", p->repository,
                      "tag", p->tag, "digest", p->digest, NULL);
             break;
         case PUSHQ_FULL:
             t->full++;
-            result = "deferred";
+            result = R_DEFERRED;
             log_warn("queue full, push deferred to the registry's retry", "event_id", p->event_id,
                      "repository", p->repository, "tag", p->tag, NULL);
             break;
         }
     }
-    metrics_add("autodeploy_events_total", "result", result, 1);
+    metrics_counter_inc(counters[result], 1);
 }
 
 int webhook_handle(struct pushq *q, const char *body, size_t len, struct buf *resp)

@@ -103,13 +103,13 @@ struct taker_state {
     struct pushq *q;
     int rc;
     volatile int done;
+    struct push out;
 };
 
 static void *taker(void *arg)
 {
     struct taker_state *st = arg;
-    struct push out;
-    st->rc = pushq_take(st->q, &out);
+    st->rc = pushq_take(st->q, &st->out);
     st->done = 1;
     return NULL;
 }
@@ -121,7 +121,7 @@ static void test_pause_and_close(void)
     CHECK(pushq_paused(q) == 1, "paused");
     struct push p = mk("x", "a", "1", 'a');
     CHECK(pushq_offer(q, &p) == PUSHQ_ACCEPTED, "offers accepted while paused");
-    struct taker_state st = {q, 99, 0};
+    struct taker_state st = {.q = q, .rc = 99};
     pthread_t t;
     pthread_create(&t, NULL, taker, &st);
     struct timespec ts = {0, 100 * 1000 * 1000};
@@ -130,7 +130,8 @@ static void test_pause_and_close(void)
     pushq_set_paused(q, 0);
     pthread_join(t, NULL);
     CHECK(st.done == 1 && st.rc == 0, "take returns after resume");
-    pushq_set_state(q, &p, "deployed");
+    pushq_set_state(q, &p, "ignored"); /* not as taken from the queue: no seq, no effect */
+    pushq_set_state(q, &st.out, "deployed");
     struct buf b;
     buf_init(&b, 1 << 16);
     pushq_recent_json(q, &b);
