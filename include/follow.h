@@ -31,6 +31,13 @@ void follower_free(struct follower *f);
 /* 1 while the event stream is attached. */
 int follower_connected(struct follower *f);
 
+/* Counts stream attachments: a change means the stream was re-established and the events of
+ * the gap are lost, so waiters should check by polling. */
+unsigned follower_generation(struct follower *f);
+
+/* Wakes every waiter now and makes later waits return at once (shutdown). */
+void follower_interrupt(struct follower *f);
+
 /* Registers interest in a deployment of app_id. Returns a watch id (> 0), or -1. */
 int follower_watch(struct follower *f, const char *deployment_id, const char *app_id);
 

@@ -283,6 +283,24 @@ static const char *app_image(const cJSON *app)
     return jstr(cJSON_GetObjectItemCaseSensitive(c, "docker"), "image");
 }
 
+/* Marathon's app id rules: absolute, segments of [a-z0-9.-] starting and ending with a letter
+ * or digit (so no "." or ".." segment). An id outside them did not come from a real Marathon
+ * and could escape --app-prefix through URL dot-segment removal: such an app is never touched. */
+static int app_id_valid(const char *id)
+{
+    if (!id || id[0] != '/' || strlen(id) > 255) return 0;
+    const char *p = id + 1;
+    for (;;) {
+        const char *s = p;
+        while ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '.')
+            p++;
+        if (p == s || s[0] == '.' || s[0] == '-' || p[-1] == '.' || p[-1] == '-') return 0;
+        if (*p == '\0') return 1;
+        if (*p != '/') return 0;
+        p++;
+    }
+}
+
 static int prefix_allowed(const struct config *cfg, const char *app_id)
 {
     if (cfg->app_prefix.n == 0) return 1;
@@ -345,6 +363,7 @@ static void match_app(struct deployer *d, const cJSON *app, const struct push *p
     v->image = app_image(app);
     const char *value = app_label(app, config_live()->label);
     if (!v->app_id || !value) return;
+
     char err[256];
     int first = 0;
     const match_set *ms = match_cache_get(d->cache, value, v->app_id, err, sizeof err, &first);
@@ -494,6 +513,12 @@ static void dispatch(struct deployer *d, const struct push *p)
         if (!v.matched) continue;
         metrics_add("autodeploy_matches_total", NULL, NULL, 1);
         const char *channel = app_label(app, "autodeploy.slack-channel");
+        if (!app_id_valid(v.app_id)) {
+            uint64_t seq = record_new(d, p, v.app_id);
+            finish_skipped(d, seq, p, v.app_id, channel, "skipped", REPORT_SKIPPED,
+                           "the app id breaks Marathon's id rules; it is never touched");
+            continue;
+        }
         if (!prefix_allowed(config_live(), v.app_id)) {
             uint64_t seq = record_new(d, p, v.app_id);
             finish_skipped(d, seq, p, v.app_id, channel, "skipped", REPORT_SKIPPED,
@@ -575,7 +600,7 @@ static enum follow_outcome poll_deployment(struct deployer *d, const char *app_i
     }
     cJSON *list = cJSON_Parse(resp.body.data);
     httpc_resp_free(&resp);
-    int running = 0;
+    int running = 0, is_list = cJSON_IsArray(list);
     const cJSON *dep;
     cJSON_ArrayForEach(dep, list)
     {
@@ -583,15 +608,33 @@ static enum follow_outcome poll_deployment(struct deployer *d, const char *app_i
         if (id && !strcmp(id, dep_id)) running = 1;
     }
     cJSON_Delete(list);
-    if (running || !cJSON_IsArray(list)) return FOLLOW_PENDING;
+    if (running || !is_list) return FOLLOW_PENDING;
     cJSON *app = NULL;
     get_app(d, app_id, &resp, &app);
     httpc_resp_free(&resp);
     enum follow_outcome o = FOLLOW_PENDING;
     if (app) {
         const char *v = jstr(app, "version");
-        if (version && *version && v && !strcmp(v, version)) {
+        /* Marathon keeps the new version even when the deployment failed or was cancelled:
+         * success means the app's tasks run that version, as many as it wants. */
+        const cJSON *inst = cJSON_GetObjectItemCaseSensitive(app, "instances");
+        int want = cJSON_IsNumber(inst) ? inst->valueint : 1, at_version = 0;
+        const cJSON *t;
+        cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(app, "tasks"))
+        {
+            const char *tv = jstr(t, "version"), *st = jstr(t, "state");
+            if (tv && st && version && !strcmp(tv, version) && !strcmp(st, "TASK_RUNNING"))
+                at_version++;
+        }
+        if (version && *version && v && !strcmp(v, version) && at_version >= want) {
             o = FOLLOW_SUCCEEDED;
+        } else if (version && *version && v && !strcmp(v, version)) {
+            o = FOLLOW_FAILED;
+            const cJSON *ltf = cJSON_GetObjectItemCaseSensitive(app, "lastTaskFailure");
+            const char *msg = jstr(ltf, "message");
+            snprintf(reason, len,
+                     "the deployment ended with %d of %d tasks running the new version%s%.300s",
+                     at_version, want, msg && *msg ? "; last task failure: " : "", msg ? msg : "");
         } else {
             o = FOLLOW_FAILED;
             snprintf(reason, len,
@@ -611,6 +654,8 @@ struct attempt {
     char old_image[512], new_image[512], old_digest[PUSH_DIGEST_MAX], old_version[64];
     int instances;
     int64_t deadline;
+    char deployed_at[40]; /* fixed per job: a retried update is then byte-identical, so one
+                             whose answer was lost but which lands later changes nothing */
 };
 
 static void report_outcome(struct attempt *a, enum report_kind kind, const char *dep_id,
@@ -647,8 +692,8 @@ static char *update_body(struct attempt *a, const cJSON *app, int mutable_tag)
     cJSON_AddItemToObject(body, "container", container);
     const cJSON *old = cJSON_GetObjectItemCaseSensitive(app, "labels");
     cJSON *labels = cJSON_IsObject(old) ? cJSON_Duplicate(old, 1) : cJSON_CreateObject();
-    char now[40];
-    rfc3339_now(now, sizeof now);
+    if (!a->deployed_at[0]) rfc3339_now(a->deployed_at, sizeof a->deployed_at);
+    const char *now = a->deployed_at;
     const char *set[][2] = {
         {"autodeploy.digest", a->p->digest},
         {"autodeploy.pushed-by", a->p->pusher[0] ? a->p->pusher : "unknown"},
@@ -720,6 +765,7 @@ static void run_job(struct deployer *d, struct job *job)
     record_set(d, job->record, "updating", NULL, NULL, NULL, NULL, NULL);
 
     const char *method = "PATCH";
+    int sent_unanswered = 0; /* an update went out and no answer came back */
     for (int attempt = 0;; attempt++) {
         /* (Re)read the app: its definition may have changed since it was listed. */
         struct httpc_resp resp;
@@ -754,7 +800,7 @@ static void run_job(struct deployer *d, struct job *job)
                            "the app has no container.docker.image to update");
             goto out;
         }
-        copy(a.old_image, sizeof a.old_image, image);
+        if (!a.old_image[0]) copy(a.old_image, sizeof a.old_image, image); /* as first read */
         int pin = config_live()->pin_digest || label_true(app, "autodeploy.pin-digest");
         if (new_image_for(image, p, pin, a.new_image, sizeof a.new_image) < 0) {
             snprintf(err, sizeof err, "cannot parse the app's current image \"%.200s\"", image);
@@ -764,6 +810,23 @@ static void run_job(struct deployer *d, struct job *job)
         record_set(d, job->record, NULL, a.old_image, a.new_image, NULL, NULL, NULL);
         int same_image = !strcmp(image, a.new_image);
         if (same_image && cur_digest && !strcmp(cur_digest, p->digest)) {
+            /* Already there. Still running (our own update whose answer was lost, or one
+             * started before a restart)? Then follow that deployment to its end. */
+            const cJSON *deps = cJSON_GetObjectItemCaseSensitive(app, "deployments");
+            const char *running = jstr(cJSON_GetArrayItem(deps, 0), "id");
+            if (running) {
+                copy(dep_id, sizeof dep_id, running);
+                copy(version, sizeof version, jstr(app, "version"));
+                log_info("the app is already being deployed to this image; following it", "app",
+                         app_id, "deployment", dep_id, NULL);
+                break;
+            }
+            if (sent_unanswered) {
+                /* Our update landed although its answer was lost, and it has ended. */
+                copy(dep_id, sizeof dep_id, "");
+                copy(version, sizeof version, jstr(app, "version"));
+                break;
+            }
             record_set(d, job->record, "unchanged", NULL, NULL, NULL,
                        "the app already runs this image and digest", NULL);
             count_outcome("unchanged");
@@ -848,6 +911,7 @@ static void run_job(struct deployer *d, struct job *job)
                            "the app was deleted before it could be updated (never re-created)");
             goto out;
         }
+        if (st == 0) sent_unanswered = 1;
         int retryable = st == 0 || st == 403 || st >= 500;
         if (!retryable || attempt >= 8 || follower_now_ms() >= a.deadline || d->stop) {
             log_warn("app update failed", "app", app_id, "error", err, NULL);
@@ -856,6 +920,15 @@ static void run_job(struct deployer *d, struct job *job)
         }
         log_warn("app update failed; retrying", "app", app_id, "error", err, NULL);
         nap(d, backoff_ms(attempt));
+    }
+
+    if (!dep_id[0]) {
+        /* An update whose answer was lost landed and its deployment is already over. */
+        record_set(d, job->record, "succeeded", NULL, NULL, NULL,
+                   "the update landed although its answer was lost", NULL);
+        count_outcome("succeeded");
+        report_outcome(&a, REPORT_DEPLOYED, "", "", "", 0);
+        goto out;
     }
 
     /* The deployment exists: follow it to its end. */
@@ -870,12 +943,14 @@ static void run_job(struct deployer *d, struct job *job)
     int polls = 0;
     while (!d->stop) {
         int connected = follower_connected(d->f);
+        unsigned gen = follower_generation(d->f);
         o = follower_wait(d->f, watch, a.deadline,
                           connected ? 5000 : config_live()->poll_interval_ms, reason, sizeof reason,
                           task, sizeof task);
         if (o != FOLLOW_PENDING || follower_now_ms() >= a.deadline || d->stop) break;
-        /* Without the stream, and now and then even with it (an event can be lost). */
-        if (!connected || ++polls % 6 == 0) {
+        /* Without the stream, after it reconnected (events of the gap are lost for good), and
+         * now and then even with it. */
+        if (!connected || gen != follower_generation(d->f) || ++polls % 6 == 0) {
             o = poll_deployment(d, app_id, dep_id, version, reason, sizeof reason);
             if (o != FOLLOW_PENDING) {
                 follower_settle(d->f, watch, o, reason);
@@ -931,6 +1006,9 @@ static void run_job(struct deployer *d, struct job *job)
             report_outcome(&a, REPORT_ROLLED_BACK, rb, reason, task, secs);
         } else {
             log_error("rollback failed", "app", app_id, "deployment", dep_id, "error", err, NULL);
+            char why[REPORT_TEXT_MAX];
+            snprintf(why, sizeof why, "%.240s; the rollback was refused: %.240s", reason, err);
+            record_set(d, job->record, NULL, NULL, NULL, NULL, why, NULL);
         }
     }
 out:
@@ -1019,6 +1097,9 @@ int deployer_plan_json(struct deployer *d, const char *image_ref, struct buf *b)
         if (!v.matched) {
             action = "none";
             reason = v.why;
+        } else if (!app_id_valid(v.app_id)) {
+            action = "skip";
+            reason = "the app id breaks Marathon's id rules; it is never touched";
         } else if (!prefix_allowed(config_live(), v.app_id)) {
             action = "skip";
             reason = "the app is outside the allowed --app-prefix";
@@ -1146,6 +1227,7 @@ void deployer_stop(struct deployer *d, long grace_ms)
     d->stop = 1;
     pthread_cond_broadcast(&d->cv);
     pthread_mutex_unlock(&d->mu);
+    follower_interrupt(d->f);
     for (int i = 0; i < d->n_workers; i++)
         pthread_join(d->workers[i], NULL);
     d->started = 0;

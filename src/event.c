@@ -108,6 +108,26 @@ static void copy_str(char *dst, size_t cap, const char *src)
     dst[n] = '\0';
 }
 
+/* Length of the valid UTF-8 sequence at s (1 to 4), or 0 when it is not one: overlong
+ * forms, UTF-16 surrogates and code points above U+10FFFF are invalid (RFC 3629). */
+static size_t utf8_len(const unsigned char *s)
+{
+    unsigned char c = s[0];
+    if (c < 0x80) return 1;
+    if (c >= 0xc2 && c <= 0xdf) return (s[1] & 0xc0) == 0x80 ? 2 : 0;
+    if (c >= 0xe0 && c <= 0xef) {
+        unsigned char lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+        if (s[1] < lo || s[1] > hi || (s[2] & 0xc0) != 0x80) return 0;
+        return 3;
+    }
+    if (c >= 0xf0 && c <= 0xf4) {
+        unsigned char lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+        if (s[1] < lo || s[1] > hi || (s[2] & 0xc0) != 0x80 || (s[3] & 0xc0) != 0x80) return 0;
+        return 4;
+    }
+    return 0;
+}
+
 /* Copies free text (the pusher's name) keeping valid UTF-8 only and no control characters,
  * truncated on a character boundary. */
 static void copy_text(char *dst, size_t cap, const char *src)
@@ -115,23 +135,11 @@ static void copy_text(char *dst, size_t cap, const char *src)
     size_t o = 0;
     const unsigned char *s = (const unsigned char *)(src ? src : "");
     while (*s && o + 1 < cap) {
-        size_t n = 1;
-        if (*s < 0x80) {
-            if (*s < 0x20 || *s == 0x7f) {
-                s++;
-                continue;
-            }
-        } else if ((*s & 0xe0) == 0xc0 && *s >= 0xc2) {
-            n = 2;
-        } else if ((*s & 0xf0) == 0xe0) {
-            n = 3;
-        } else if ((*s & 0xf8) == 0xf0 && *s <= 0xf4) {
-            n = 4;
-        } else {
-            n = 0;
+        size_t n = utf8_len(s);
+        if (n == 1 && (*s < 0x20 || *s == 0x7f)) {
+            s++;
+            continue;
         }
-        for (size_t i = 1; i < n; i++)
-            if ((s[i] & 0xc0) != 0x80) n = 0;
         if (n == 0) { /* invalid byte: replace it */
             dst[o++] = '?';
             s++;
@@ -143,6 +151,22 @@ static void copy_text(char *dst, size_t cap, const char *src)
         s += n;
     }
     dst[o] = '\0';
+}
+
+/* 1 when the JSON text holds the escape \u0000 (not itself escaped): C strings cannot carry
+ * the NUL it stands for, so a value would be cut short and could turn into another value. */
+static int has_escaped_nul(const char *body, size_t len)
+{
+    for (size_t i = 0; i + 6 <= len; i++) {
+        if (body[i] != '\\' || body[i + 1] != 'u' || memcmp(body + i + 2, "0000", 4) != 0) continue;
+        size_t k = i, slashes = 0;
+        while (k > 0 && body[k - 1] == '\\') {
+            k--;
+            slashes++;
+        }
+        if (slashes % 2 == 0) return 1;
+    }
+    return 0;
 }
 
 static int valid_event_id(const char *s)
@@ -251,6 +275,12 @@ int event_parse_envelope(const char *body, size_t len, event_fn fn, void *ctx, c
 {
     if (!body || len == 0) {
         snprintf(err, errlen, "empty body: expected a notification envelope {\"events\":[...]}");
+        return -1;
+    }
+    if (memchr(body, '\\', len) && has_escaped_nul(body, len)) {
+        snprintf(err, errlen,
+                 "body contains an escaped NUL character (\\u0000), which no "
+                 "field may hold");
         return -1;
     }
     const char *end = NULL;

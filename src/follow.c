@@ -44,6 +44,8 @@ struct follower {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int connected;
+    unsigned generation;
+    int interrupted;
     int next_id;
     struct watch watches[MAX_WATCHES];
     struct finished finished[MAX_FINISHED];
@@ -129,6 +131,7 @@ void follower_handle_event(struct follower *f, const char *type, const char *dat
     if (attached) {
         pthread_mutex_lock(&f->mu);
         f->connected = 1;
+        f->generation++;
         pthread_mutex_unlock(&f->mu);
         metrics_set("autodeploy_event_stream_connected", NULL, NULL, 1);
         log_info("Marathon event stream attached", NULL);
@@ -252,6 +255,22 @@ void follower_free(struct follower *f)
     free(f);
 }
 
+unsigned follower_generation(struct follower *f)
+{
+    pthread_mutex_lock(&f->mu);
+    unsigned g = f->generation;
+    pthread_mutex_unlock(&f->mu);
+    return g;
+}
+
+void follower_interrupt(struct follower *f)
+{
+    pthread_mutex_lock(&f->mu);
+    f->interrupted = 1;
+    pthread_cond_broadcast(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+}
+
 int follower_connected(struct follower *f)
 {
     pthread_mutex_lock(&f->mu);
@@ -294,7 +313,8 @@ enum follow_outcome follower_wait(struct follower *f, int id, int64_t deadline_m
     if (until > deadline_ms) until = deadline_ms;
     pthread_mutex_lock(&f->mu);
     struct watch *w = find_watch(f, id);
-    while (w && w->outcome == FOLLOW_PENDING && !f->stop && follower_now_ms() < until) {
+    while (w && w->outcome == FOLLOW_PENDING && !f->stop && !f->interrupted &&
+           follower_now_ms() < until) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         int64_t left = until - follower_now_ms();

@@ -1,5 +1,6 @@
 """Helpers for the deployer's integration tests: the Marathon emulator in-process, app
 definitions, registry push bodies, and waiting on autodeployd's /v1/deployments."""
+import datetime
 import hashlib
 import json
 import os
@@ -42,6 +43,7 @@ def app(app_id, image, pattern="strava/foo-service:master*", labels=None, instan
 
 
 _seq = [0]
+_BASE = datetime.datetime(2026, 11, 25, 10, 0, 0)
 
 
 def push(repo="strava/foo-service", tag="master-2", dig=None, host="127.0.0.1:5000",
@@ -50,7 +52,8 @@ def push(repo="strava/foo-service", tag="master-2", dig=None, host="127.0.0.1:50
     n = _seq[0]
     ev = {
         "id": event_id or f"00000000-0000-4000-8000-{n:012d}",
-        "timestamp": ts or f"2026-11-25T10:00:{n % 60:02d}.{n:06d}Z",
+        # Strictly increasing across the whole run: a later push is never "older".
+        "timestamp": ts or (_BASE + datetime.timedelta(seconds=n)).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         "action": "push",
         "target": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "size": 464,
                    "digest": dig or digest(f"{repo}:{tag}:{n}"), "length": 464,

@@ -298,10 +298,6 @@ def test_sigterm_mid_deploy_with_waiting_and_queued_pushes(daemon, marathon):
     assert_alive(d2)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: --shutdown-grace is overshot by up to 5 s: deployer_stop (src/deploy.c) sets d->stop "
-    "and signals d->cv, but the worker sleeps in follower_wait (src/follow.c) on the "
-    "follower's condition variable for up to 5000 ms while the stream is attached"))
 def test_sigterm_honours_a_short_grace(daemon, marathon):
     """A deployment hangs; SIGTERM with --shutdown-grace 300ms must stop within about that
     (2.5 s allowed), report the deployment interrupted, and leave it running in Marathon."""
@@ -360,11 +356,6 @@ def test_sigkill_and_restart(daemon, marathon):
     assert_alive(d2)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: after a restart, a push whose deployment still runs in Marathon is recorded "
-    "'unchanged: the app already runs this image and digest' (src/deploy.c run_job compares "
-    "only image and autodeploy.digest, not the app's running deployments), and nobody follows "
-    "the deployment to its end"))
 def test_sigkill_while_deployment_hangs_then_restart_does_not_claim_unchanged(daemon, marathon):
     """SIGKILL while a1's deployment hangs in Marathon. After the restart the registry
     delivers a1 again: the app's definition already carries a1's image and digest (Marathon

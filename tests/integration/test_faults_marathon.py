@@ -152,10 +152,6 @@ def test_listing_slower_than_request_timeout_is_retried(daemon, marathon):
     assert_alive(d)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a PATCH that times out is sent again with a new autodeploy.deployed-at label; when the "
-    "first one lands late Marathon runs a second deployment of the same image "
-    "(src/deploy.c run_job: update_body() rebuilt on every attempt, status 0 retried)"))
 def test_update_slower_than_request_timeout_deploys_once(daemon, marathon):
     """The PATCH reaches Marathon but is applied 3 s later, after --marathon-timeout (1 s):
     autodeployd cannot know whether it was applied, so it re-reads the app and sends the PATCH
@@ -303,10 +299,6 @@ def test_event_stream_cut_before_the_push_outcome_from_polling(daemon, marathon)
     assert_alive(d)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: the deployment_success lost while the stream was cut is only found by the 6th "
-    "5-second wait (~30 s): run_job (src/deploy.c) polls only if the stream was down when the "
-    "wait began, and the stream reconnected within that wait"))
 def test_event_stream_cut_mid_deployment_outcome_known_promptly(daemon, marathon):
     """The stream is cut 0.1 s into a 1.5 s deployment and refused for 3 s: the
     deployment_success is published while no stream is attached, so it is lost. autodeployd
@@ -329,10 +321,6 @@ def test_event_stream_cut_mid_deployment_outcome_known_promptly(daemon, marathon
     assert versions(emu, "/staging/foo") == 2
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: without the event stream a failed deployment is reported succeeded: poll_deployment "
-    "(src/deploy.c) takes 'deployment gone and app.version == the version we created' as "
-    "success, but Marathon keeps the new version when a deployment fails"))
 def test_event_stream_cut_mid_deployment_failure_is_not_reported_as_success(daemon, marathon):
     """The stream is cut while the deployment runs and the deployment then fails (a task
     crashes, Marathon gives up: deployment_failed). Marathon keeps the new app definition (and

@@ -211,6 +211,10 @@ static const struct case_ cases[] = {
      "{\"events\":[{\"action\":\"push\",\"x\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]"
      "]]]]]]]]]]]]]]]]]]]]]]]]]]]}]}",
      1, 0, 0, 1},
+    {"escaped NUL refused", "{\"events\":[{\"action\":\"pull\",\"x\":\"a\\u0000b\"}]}", -1, 0, 0,
+     0},
+    {"escaped backslash then u0000 is text",
+     "{\"events\":[{\"action\":\"pull\",\"x\":\"a\\\\u0000\"}]}", 1, 0, 1, 0},
     {"mount", "{\"events\":[{\"action\":\"mount\",\"target\":{\"mediaType\":\"" MT "\"}}]}", 1, 0,
      1, 0},
 };
@@ -238,12 +242,13 @@ static void test_pusher_text(void)
     /* Control characters are removed and invalid UTF-8 replaced; valid UTF-8 stays. */
     const char body[] = "{\"events\":[{\"id\":\"p1\",\"action\":\"push\",\"target\":{\"mediaType\":"
                         "\"" MT "\",\"repository\":\"a\",\"tag\":\"v\",\"digest\":\"" DIG "\"},"
-                        "\"actor\":{\"name\":\"ren\xc3\xa9\\u0007\\n\xff!\"}}]}";
+                        "\"actor\":{\"name\":\"ren\xc3\xa9\\u0007\\n\xff!\xed\xa0\x80"
+                        "\xe0\x80\xaf\xf4\x90\x80\x80\"}}]}";
     struct got g;
     char err[128];
     int rc = parse(body, sizeof body - 1, &g, err, sizeof err);
     CHECK(rc == 1 && g.n_push == 1, "push with odd pusher parses (%s)", err);
-    if (g.n_push == 1) CHECK_STR(g.pushes[0].pusher, "ren\xc3\xa9?!", "pusher sanitised");
+    if (g.n_push == 1) CHECK_STR(g.pushes[0].pusher, "ren\xc3\xa9?!??????????", "pusher sanitised");
 }
 
 static void test_rfc3339(void)
