@@ -226,7 +226,8 @@ enum pushq_result pushq_offer(struct pushq *q, const struct push *p)
     q->recent_next = (size_t)(slot->seq % q->recent_cap);
     if (q->recent_len < q->recent_cap) q->recent_len++;
     r = PUSHQ_ACCEPTED;
-    pthread_cond_signal(&q->cv);
+    /* The one consumer only waits on an empty queue: wake it on the first push only. */
+    if (q->len == 1) pthread_cond_signal(&q->cv);
 out:
     pthread_mutex_unlock(&q->mu);
     return r;
