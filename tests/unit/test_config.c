@@ -176,6 +176,68 @@ static void test_errors(void)
     config_free(&c);
 }
 
+static void test_bools_and_lists(void)
+{
+    struct config c;
+    char err[256] = "";
+    char file[256], arg[300];
+    snprintf(file, sizeof file, "%s",
+             write_tmp("lists.json", "{\"app-prefix\":[\"/a/\",\"/b/\"],\"dry-run\":true,"
+                                     "\"registry-alias\":\"x.io=y.io, z.io=y.io\"}"));
+    snprintf(arg, sizeof arg, "--config=%s", file);
+    char *argv1[] = {"autodeployd", arg, NULL};
+    CHECK(load(&c, argv1, NULL, err, sizeof err) == 0, "lists from a file: %s", err);
+    CHECK(c.app_prefix.n == 2 && !strcmp(c.app_prefix.v[1], "/b/"), "JSON array list");
+    CHECK(c.registry_alias.n == 2 && !strcmp(c.registry_alias.v[1], "z.io=y.io"),
+          "comma-separated list, blanks trimmed");
+    CHECK(c.dry_run == 1, "JSON boolean");
+    config_free(&c);
+
+    char *env[] = {"AUTODEPLOY_APP_PREFIX=/e/", "AUTODEPLOY_DRY_RUN=false", NULL};
+    CHECK(load(&c, argv1, env, err, sizeof err) == 0, "env over file: %s", err);
+    CHECK(c.app_prefix.n == 1 && !strcmp(c.app_prefix.v[0], "/e/"), "env list replaces file list");
+    CHECK(c.dry_run == 0, "env bool beats file");
+    config_free(&c);
+
+    char *argv2[] = {"autodeployd", arg, "--app-prefix", "/f1/", "--dry-run", "--app-prefix=/f2/",
+                     "--force=no",  NULL};
+    CHECK(load(&c, argv2, env, err, sizeof err) == 0, "flags: %s", err);
+    CHECK(c.app_prefix.n == 2 && !strcmp(c.app_prefix.v[0], "/f1/") &&
+              !strcmp(c.app_prefix.v[1], "/f2/"),
+          "repeated flag appends, replacing lower layers");
+    CHECK(c.dry_run == 1 && c.force == 0, "bare bool flag is true, =no is false");
+    struct buf b;
+    buf_init(&b, 1 << 16);
+    config_json_redacted(&c, &b);
+    CHECK(strstr(b.data, "\"app-prefix\":[\"/f1/\",\"/f2/\"]") &&
+              strstr(b.data, "\"dry-run\":true"),
+          "effective config shows lists and bools: %s", b.data);
+    buf_free(&b);
+
+    struct config boot;
+    char *argv3[] = {"autodeployd", "--queue-size", "5", "--dry-run", NULL};
+    CHECK(load(&boot, argv3, NULL, err, sizeof err) == 0, "second config");
+    struct buf names;
+    buf_init(&names, 4096);
+    int n = config_restart_needed(&boot, &c, &names);
+    CHECK(n == 2 && !strcmp(names.data, "--queue-size, --registry-alias"),
+          "only restart-only settings are named (%d): %s", n, names.data ? names.data : "");
+    buf_free(&names);
+    config_free(&boot);
+    config_free(&c);
+
+    const char *bad[][2] = {{"--dry-run=maybe", "--dry-run"},
+                            {"--app-prefix=staging", "--app-prefix"},
+                            {"--registry-alias=nohost", "--registry-alias"},
+                            {"--marathon-url=ftp://x", "--marathon-url"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *argv4[] = {"autodeployd", (char *)bad[i][0], NULL};
+        CHECK(load(&c, argv4, NULL, err, sizeof err) < 0 && strstr(err, bad[i][1]),
+              "%s refused: %s", bad[i][0], err);
+        config_free(&c);
+    }
+}
+
 static void test_parsers(void)
 {
     size_t n;
@@ -252,6 +314,7 @@ int main(void)
     test_precedence();
     test_secrets();
     test_errors();
+    test_bools_and_lists();
     test_parsers();
     test_help();
     test_log_lines();
