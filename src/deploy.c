@@ -7,6 +7,7 @@
  */
 #include "deploy.h"
 
+#include "listing.h"
 #include "log.h"
 #include "match.h"
 #include "metrics.h"
@@ -271,10 +272,14 @@ static const char *app_label(const cJSON *app, const char *name)
     return jstr(cJSON_GetObjectItemCaseSensitive(app, "labels"), name);
 }
 
+static int is_true(const char *v)
+{
+    return v && (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "1"));
+}
+
 static int label_true(const cJSON *app, const char *name)
 {
-    const char *v = app_label(app, name);
-    return v && (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "1"));
+    return is_true(app_label(app, name));
 }
 
 static const char *app_image(const cJSON *app)
@@ -355,13 +360,13 @@ struct match_view {
 
 /* Decides whether one listed app matches p. Warns once per app and label value about invalid
  * patterns. */
-static void match_app(struct deployer *d, const cJSON *app, const struct push *p,
+static void match_app(struct deployer *d, const struct listed_app *app, const struct push *p,
                       struct match_view *v)
 {
     memset(v, 0, sizeof *v);
-    v->app_id = jstr(app, "id");
-    v->image = app_image(app);
-    const char *value = app_label(app, config_live()->label);
+    v->app_id = app->id;
+    v->image = app->image;
+    const char *value = app->label;
     if (!v->app_id || !value) return;
 
     char err[256];
@@ -376,8 +381,7 @@ static void match_app(struct deployer *d, const cJSON *app, const struct push *p
             struct report r;
             report_init(&r, REPORT_SKIPPED, p, v->app_id);
             copy(r.reason, sizeof r.reason, v->why);
-            copy(r.slack_channel, sizeof r.slack_channel,
-                 app_label(app, "autodeploy.slack-channel"));
+            copy(r.slack_channel, sizeof r.slack_channel, app->channel);
             report_emit(&r);
         }
         return;
@@ -390,25 +394,25 @@ static void match_app(struct deployer *d, const cJSON *app, const struct push *p
     match_cache_release(ms);
 }
 
-/* Lists the apps carrying the label; retries while Marathon is unreachable or failing. */
-static cJSON *list_apps(struct deployer *d, int64_t deadline, char *err, size_t errlen)
+/* Lists the apps carrying the label into out; retries while Marathon is unreachable or
+ * failing. Returns 0, or -1 with the last error. */
+static int list_apps(struct deployer *d, int64_t deadline, struct listing *out, char *err,
+                     size_t errlen)
 {
     struct buf path;
     buf_init(&path, 4096);
-    marathon_label_query(config_live()->label, &path);
-    cJSON *apps = NULL;
+    const char *label = config_live()->label;
+    marathon_label_query(label, &path);
+    int ok = -1;
+    memset(out, 0, sizeof *out);
     for (int attempt = 0; !d->stop && !d->draining; attempt++) {
         struct httpc_resp resp;
         int rc = marathon_request(d->m, "GET", path.data, NULL, &resp);
         if (rc == 0 && resp.status == 200) {
-            cJSON *j = cJSON_Parse(resp.body.data);
-            apps = cJSON_DetachItemFromObjectCaseSensitive(j, "apps");
-            cJSON_Delete(j);
+            ok = listing_parse(resp.body.data ? resp.body.data : "", resp.body.len, label, out, err,
+                               errlen);
             httpc_resp_free(&resp);
-            if (cJSON_IsArray(apps)) break;
-            cJSON_Delete(apps);
-            apps = NULL;
-            snprintf(err, errlen, "Marathon's app list is not {\"apps\":[...]}");
+            if (ok == 0) break;
         } else {
             marathon_error_text(&resp, err, errlen);
             httpc_resp_free(&resp);
@@ -420,7 +424,7 @@ static cJSON *list_apps(struct deployer *d, int64_t deadline, char *err, size_t 
         nap(d, backoff_ms(attempt));
     }
     buf_free(&path);
-    return apps;
+    return ok;
 }
 
 /* ---------------------------------------------------------------- per-app serialization */
@@ -483,15 +487,16 @@ static void dispatch(struct deployer *d, const struct push *p)
 {
     char err[512];
     int64_t deadline = follower_now_ms() + config_live()->deploy_timeout_ms;
-    cJSON *apps = list_apps(d, deadline, err, sizeof err);
-    if (!apps && (d->stop || d->draining)) {
+    struct listing apps;
+    int listed = list_apps(d, deadline, &apps, err, sizeof err);
+    if (listed < 0 && (d->stop || d->draining)) {
         log_warn("push not deployed: autodeployd stopped before matching it", "event_id",
                  p->event_id, "repository", p->repository, "tag", p->tag, "digest", p->digest,
                  NULL);
         pushq_set_state(d->q, p, "not deployed (stopped)");
         return;
     }
-    if (!apps) {
+    if (listed < 0) {
         log_error("push not deployed: cannot list Marathon apps", "repository", p->repository,
                   "tag", p->tag, "error", err, NULL);
         struct report r;
@@ -505,14 +510,13 @@ static void dispatch(struct deployer *d, const struct push *p)
     report_init(&pushed, REPORT_PUSHED, p, "");
     const char *targets[256];
     int n = 0;
-    const cJSON *app;
-    cJSON_ArrayForEach(app, apps)
-    {
+    for (size_t i = 0; i < apps.n; i++) {
+        const struct listed_app *app = &apps.apps[i];
         struct match_view v;
         match_app(d, app, p, &v);
         if (!v.matched) continue;
         metrics_add("autodeploy_matches_total", NULL, NULL, 1);
-        const char *channel = app_label(app, "autodeploy.slack-channel");
+        const char *channel = app->channel;
         if (!app_id_valid(v.app_id)) {
             uint64_t seq = record_new(d, p, v.app_id);
             finish_skipped(d, seq, p, v.app_id, channel, "skipped", REPORT_SKIPPED,
@@ -525,7 +529,7 @@ static void dispatch(struct deployer *d, const struct push *p)
                            "the app is outside the allowed --app-prefix");
             continue;
         }
-        if (label_true(app, "autodeploy.paused")) {
+        if (is_true(app->paused)) {
             uint64_t seq = record_new(d, p, v.app_id);
             finish_skipped(d, seq, p, v.app_id, channel, "skipped", REPORT_SKIPPED,
                            "the app is paused (label autodeploy.paused=true)");
@@ -544,7 +548,7 @@ static void dispatch(struct deployer *d, const struct push *p)
     for (int i = 0; i < n; i++)
         submit(d, p, targets[i]);
     pushq_set_state(d->q, p, n ? "dispatched" : "no match");
-    cJSON_Delete(apps);
+    listing_free(&apps);
 }
 
 static void *dispatcher_main(void *arg)
@@ -1074,8 +1078,8 @@ int deployer_plan_json(struct deployer *d, const char *image_ref, struct buf *b)
     copy(p.repository, sizeof p.repository, ref.repository);
     copy(p.tag, sizeof p.tag, ref.tag);
     char err[512];
-    cJSON *apps = list_apps(d, 0, err, sizeof err);
-    if (!apps) {
+    struct listing apps;
+    if (list_apps(d, 0, &apps, err, sizeof err) < 0) {
         buf_adds(b, "{\"error\":");
         buf_add_json_string(b, err);
         buf_adds(b, "}");
@@ -1085,9 +1089,8 @@ int deployer_plan_json(struct deployer *d, const char *image_ref, struct buf *b)
     buf_add_json_string(b, image_ref);
     buf_adds(b, ",\"apps\":[");
     int first = 1;
-    const cJSON *app;
-    cJSON_ArrayForEach(app, apps)
-    {
+    for (size_t i = 0; i < apps.n; i++) {
+        const struct listed_app *app = &apps.apps[i];
         struct match_view v;
         match_app(d, app, &p, &v);
         if (!v.app_id) continue;
@@ -1103,15 +1106,14 @@ int deployer_plan_json(struct deployer *d, const char *image_ref, struct buf *b)
         } else if (!prefix_allowed(config_live(), v.app_id)) {
             action = "skip";
             reason = "the app is outside the allowed --app-prefix";
-        } else if (label_true(app, "autodeploy.paused")) {
+        } else if (is_true(app->paused)) {
             action = "skip";
             reason = "the app is paused (label autodeploy.paused=true)";
         } else if (!v.image) {
             action = "skip";
             reason = "the app has no container.docker.image to update";
         } else {
-            new_image_for(v.image, &p,
-                          config_live()->pin_digest || label_true(app, "autodeploy.pin-digest"), ni,
+            new_image_for(v.image, &p, config_live()->pin_digest || is_true(app->pin), ni,
                           sizeof ni);
         }
         buf_adds(b, first ? "{\"id\":" : ",{\"id\":");
@@ -1124,7 +1126,7 @@ int deployer_plan_json(struct deployer *d, const char *image_ref, struct buf *b)
         buf_adds(b, "}");
     }
     buf_adds(b, "]}");
-    cJSON_Delete(apps);
+    listing_free(&apps);
     return 200;
 }
 

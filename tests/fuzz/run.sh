@@ -12,6 +12,8 @@ for bin in "$@"; do
     mkdir -p "$corpus"
     case $name in
     fuzz_event) cp tests/fixtures/registry/*.json tests/fixtures/registry/other/*.json "$corpus"/ ;;
+    fuzz_listing) cp tests/fixtures/marathon/apps_list_legacy.json "$corpus"/
+        printf '{"apps":[{"id":"/a","labels":{"autodeploy":"x:*"},"container":{"docker":{"image":"r/x:1"}}}]}' >"$corpus/seed1" ;;
     fuzz_sse) printf 'event: deployment_success\r\ndata: {"id":"x"}\r\n\r\n\r\n' >"$corpus/seed1" ;;
     fuzz_pattern | fuzz_semver)
         cut -f1 tests/fixtures/match_cases.tsv | grep -v '^#' | head -200 |
