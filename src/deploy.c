@@ -483,35 +483,34 @@ static void submit(struct deployer *d, const struct push *p, const char *app_id)
     }
 }
 
-static void dispatch(struct deployer *d, const struct push *p)
+/* A push that could not be matched because the listing failed (err) or autodeployd stops. */
+static void not_dispatched(struct deployer *d, const struct push *p, const char *err)
 {
-    char err[512];
-    int64_t deadline = follower_now_ms() + config_live()->deploy_timeout_ms;
-    struct listing apps;
-    int listed = list_apps(d, deadline, &apps, err, sizeof err);
-    if (listed < 0 && (d->stop || d->draining)) {
+    if (d->stop || d->draining) {
         log_warn("push not deployed: autodeployd stopped before matching it", "event_id",
                  p->event_id, "repository", p->repository, "tag", p->tag, "digest", p->digest,
                  NULL);
         pushq_set_state(d->q, p, "not deployed (stopped)");
         return;
     }
-    if (listed < 0) {
-        log_error("push not deployed: cannot list Marathon apps", "repository", p->repository,
-                  "tag", p->tag, "error", err, NULL);
-        struct report r;
-        report_init(&r, REPORT_FAILED, p, "");
-        snprintf(r.reason, sizeof r.reason, "cannot list Marathon apps: %.450s", err);
-        report_emit(&r);
-        pushq_set_state(d->q, p, "failed");
-        return;
-    }
+    log_error("push not deployed: cannot list Marathon apps", "repository", p->repository, "tag",
+              p->tag, "error", err, NULL);
+    struct report r;
+    report_init(&r, REPORT_FAILED, p, "");
+    snprintf(r.reason, sizeof r.reason, "cannot list Marathon apps: %.450s", err);
+    report_emit(&r);
+    pushq_set_state(d->q, p, "failed");
+}
+
+/* Matches one push against the listed apps and hands a job per matching app to the workers. */
+static void dispatch(struct deployer *d, const struct push *p, const struct listing *apps)
+{
     struct report pushed;
     report_init(&pushed, REPORT_PUSHED, p, "");
     const char *targets[256];
     int n = 0;
-    for (size_t i = 0; i < apps.n; i++) {
-        const struct listed_app *app = &apps.apps[i];
+    for (size_t i = 0; i < apps->n; i++) {
+        const struct listed_app *app = &apps->apps[i];
         struct match_view v;
         match_app(d, app, p, &v);
         if (!v.matched) continue;
@@ -548,15 +547,33 @@ static void dispatch(struct deployer *d, const struct push *p)
     for (int i = 0; i < n; i++)
         submit(d, p, targets[i]);
     pushq_set_state(d->q, p, n ? "dispatched" : "no match");
-    listing_free(&apps);
 }
 
+#define BATCH 64
+
+/* Takes pushes in arrival order. Pushes that are already waiting when one is taken (a burst,
+ * or the queue draining after a pause or an outage) share one app listing: a burst of N
+ * pushes costs one listing, not N. */
 static void *dispatcher_main(void *arg)
 {
     struct deployer *d = arg;
-    struct push p;
-    while (!d->stop && pushq_take(d->q, &p) == 0)
-        dispatch(d, &p);
+    struct push batch[BATCH]; /* 64 x 1.1 KiB on this thread's stack */
+    while (!d->stop && pushq_take(d->q, &batch[0]) == 0) {
+        size_t n = 1;
+        while (n < BATCH && !pushq_paused(d->q) && pushq_take_nowait(d->q, &batch[n]) == 0)
+            n++;
+        char err[512];
+        int64_t deadline = follower_now_ms() + config_live()->deploy_timeout_ms;
+        struct listing apps;
+        if (list_apps(d, deadline, &apps, err, sizeof err) < 0) {
+            for (size_t i = 0; i < n; i++)
+                not_dispatched(d, &batch[i], err);
+            continue;
+        }
+        for (size_t i = 0; i < n; i++)
+            dispatch(d, &batch[i], &apps);
+        listing_free(&apps);
+    }
     return NULL;
 }
 

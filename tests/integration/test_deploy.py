@@ -407,3 +407,19 @@ def test_invalid_label_skips_app_and_warns_once(daemon, marathon):
     warns = [r for r in d.logs() if r.get("msg", "").startswith("invalid autodeploy label")]
     assert len(warns) == 1 and warns[0]["app"] == "/staging/bad" and "column" in warns[0]["error"]
     assert writes(emu, "/staging/bad") == []
+
+
+def test_a_burst_of_pushes_shares_one_listing(daemon, marathon):
+    """Pushes already waiting when one is taken (here: queued during a pause) are matched
+    against one app listing, not one listing each."""
+    emu = marathon([app(f"/staging/app{i}", IMG, pattern=f"strava/svc{i}:*") for i in range(5)])
+    d = start_daemon(daemon, emu, "--admin-token", "adm")
+    auth = {"Authorization": "Bearer adm"}
+    assert d.request("POST", "/v1/pause", headers=auth).status == 200
+    for i in range(5):
+        assert d.post_event(push(repo=f"strava/svc{i}", tag="v1")[0]).json()["accepted"] == 1
+    assert d.request("POST", "/v1/resume", headers=auth).status == 200
+    for i in range(5):
+        assert wait_records(d, f"/staging/app{i}")[0]["state"] == "succeeded"
+    listings = [r for r in emu.get_requests() if r["method"] == "GET" and r["path"] == "/v2/apps"]
+    assert len(listings) == 1, len(listings)
