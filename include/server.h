@@ -16,9 +16,10 @@
 
 struct server;
 
-/* Starts listening on cfg->listen with the server's own threads. cfg, q and d (NULL when
- * nothing is deployed) must outlive the server. NULL with a reason in err when the address
- * cannot be bound. */
+/* Starts listening on cfg->listen with the server's own threads; cfg is read only here (per
+ * request the server reads config_live(), so a reload applies). q and d (NULL when nothing
+ * is deployed) must outlive the server. NULL with a reason in err when the address cannot be
+ * bound. */
 struct server *server_start(const struct config *cfg, struct pushq *q, struct deployer *d,
                             char *err, size_t errlen);
 

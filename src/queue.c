@@ -116,7 +116,7 @@ struct pushq {
     struct hmap ids;  /* event id -> 1 */
     struct hmap tags; /* repository:tag -> digest */
     struct recent *recent;
-    size_t recent_cap, recent_next, recent_len;
+    size_t recent_cap, recent_len;
     uint64_t seed;
     unsigned long long next_seq;
     int locks_ready;
@@ -223,7 +223,6 @@ enum pushq_result pushq_offer(struct pushq *q, const struct push *p)
     clock_gettime(CLOCK_REALTIME, &ts);
     rc->received_ns = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
     snprintf(rc->state, sizeof rc->state, "queued");
-    q->recent_next = (size_t)(slot->seq % q->recent_cap);
     if (q->recent_len < q->recent_cap) q->recent_len++;
     r = PUSHQ_ACCEPTED;
     /* The one consumer only waits on an empty queue: wake it on the first push only. */
@@ -319,7 +318,8 @@ int pushq_recent_json(struct pushq *q, struct buf *b)
     pthread_mutex_lock(&q->mu);
     rc |= buf_adds(b, "{\"pushes\":[");
     for (size_t i = 0; i < q->recent_len; i++) {
-        size_t k = (q->recent_next + q->recent_cap - 1 - i) % q->recent_cap;
+        /* Push number next_seq - i sits at (next_seq - i - 1) % cap: newest first. */
+        size_t k = (size_t)((q->next_seq - 1 - i) % q->recent_cap);
         const struct recent *r = &q->recent[k];
         char when[40];
         time_t sec = (time_t)(r->received_ns / 1000000000LL);

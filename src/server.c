@@ -29,7 +29,6 @@
 
 struct server {
     struct MHD_Daemon *mhd;
-    const struct config *cfg;
     struct pushq *q;
     struct deployer *d;
     int port;
@@ -386,7 +385,6 @@ struct server *server_start(const struct config *cfg, struct pushq *q, struct de
     }
     s = calloc(1, sizeof *s);
     if (!s) goto fail;
-    s->cfg = cfg;
     s->q = q;
     s->d = d;
     metrics_declare("autodeploy_webhook_requests_total", "counter",
