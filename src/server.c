@@ -16,12 +16,14 @@
 
 #include <microhttpd.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #if MHD_VERSION < 0x00097002
 #define MHD_Result int
@@ -32,7 +34,10 @@ struct server {
     struct pushq *q;
     struct deployer *d;
     int port;
+    int plans; /* plan threads running; at most MAX_PLANS (atomic) */
 };
+
+#define MAX_PLANS 2
 
 enum route {
     R_NONE = 0,
@@ -64,8 +69,15 @@ static const struct {
 };
 
 /* State of one webhook request while its body arrives. */
+/* State of a request that spans several handler calls: a webhook body arriving, or a plan
+ * computed on its own thread while the connection is suspended. */
 struct req {
-    struct buf body;
+    struct buf body; /* webhook: the body so far; plan: the answer */
+    int is_plan;
+    volatile int plan_status; /* 0 until the plan thread is done */
+    struct server *s;
+    struct MHD_Connection *c;
+    char image[640];
 };
 
 int server_secret_equal(const char *a, size_t alen, const char *b, size_t blen)
@@ -234,16 +246,6 @@ static enum MHD_Result serve_small(struct server *s, struct MHD_Connection *c, e
             buf_adds(&b, "{\"deployments\":[]}");
         ret = respond(c, 200, "application/json", &b, NULL, NULL);
         break;
-    case R_PLAN: {
-        if (!s->d) {
-            ret = respond_error(c, 503, "no --marathon-url configured", NULL, NULL);
-            break;
-        }
-        const char *image = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "image");
-        int st = deployer_plan_json(s->d, image, &b);
-        ret = respond(c, st, "application/json", &b, NULL, NULL);
-        break;
-    }
     case R_PAUSE:
     case R_RESUME:
         if (!config_live()->admin_token) {
@@ -280,6 +282,55 @@ static enum MHD_Result serve_small(struct server *s, struct MHD_Connection *c, e
     return ret;
 }
 
+/* The plan reads Marathon: it runs on its own thread so that no HTTP server thread (which
+ * also serve the registry's webhook) ever waits for Marathon. */
+static void *plan_main(void *arg)
+{
+    struct req *rq = arg;
+    struct server *s = rq->s;
+    int st = deployer_plan_json(s->d, rq->image[0] ? rq->image : NULL, &rq->body);
+    __atomic_store_n(&rq->plan_status, st, __ATOMIC_RELEASE);
+    MHD_resume_connection(rq->c);
+    __atomic_sub_fetch(&s->plans, 1, __ATOMIC_ACQ_REL);
+    return NULL;
+}
+
+/* First call of GET /v1/plan: suspends the connection and starts the plan thread. */
+static enum MHD_Result start_plan(struct server *s, struct MHD_Connection *c, void **con_cls)
+{
+    if (!s->d) return respond_error(c, 503, "no --marathon-url configured", NULL, NULL);
+    if (__atomic_add_fetch(&s->plans, 1, __ATOMIC_ACQ_REL) > MAX_PLANS) {
+        __atomic_sub_fetch(&s->plans, 1, __ATOMIC_ACQ_REL);
+        return respond_error(c, 429, "plans are being computed; retry in a moment", "Retry-After",
+                             "1");
+    }
+    struct req *rq = calloc(1, sizeof *rq);
+    pthread_t t;
+    pthread_attr_t attr;
+    if (!rq) goto fail;
+    const char *image = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "image");
+    snprintf(rq->image, sizeof rq->image, "%s", image ? image : "");
+    buf_init(&rq->body, 16 * 1024 * 1024);
+    rq->is_plan = 1;
+    rq->s = s;
+    rq->c = c;
+    *con_cls = rq;
+    MHD_suspend_connection(c);
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int rc = pthread_create(&t, &attr, plan_main, rq);
+    pthread_attr_destroy(&attr);
+    if (rc == 0) return MHD_YES;
+    MHD_resume_connection(c);
+    rq->plan_status = 500; /* answered on resume */
+    buf_adds(&rq->body, "{\"error\":\"cannot start the plan\"}");
+    __atomic_sub_fetch(&s->plans, 1, __ATOMIC_ACQ_REL);
+    return MHD_YES;
+fail:
+    __atomic_sub_fetch(&s->plans, 1, __ATOMIC_ACQ_REL);
+    return MHD_NO;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -288,6 +339,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     struct server *s = cls;
     struct req *rq = *con_cls;
 
+    if (rq && rq->is_plan) { /* resumed: the plan thread is done */
+        int st = __atomic_load_n(&rq->plan_status, __ATOMIC_ACQUIRE);
+        return respond(c, st ? st : 500, "application/json", &rq->body, NULL, NULL);
+    }
     if (rq) { /* body chunk, or the end of a webhook request */
         if (*upload_data_size) {
             if (buf_add(&rq->body, upload_data, *upload_data_size) < 0) {
@@ -329,6 +384,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (strcmp(url, routes[0].path) == 0) count_webhook(405);
         return respond_error(c, 405, msg, "Allow", allow);
     }
+    if (r == R_PLAN) return start_plan(s, c, con_cls);
     if (r != R_WEBHOOK) return serve_small(s, c, r);
 
     enum MHD_Result ret = MHD_YES;
@@ -391,7 +447,8 @@ struct server *server_start(const struct config *cfg, struct pushq *q, struct de
                     "Webhook requests answered, by HTTP status code.");
     webhook_metrics_declare();
 
-    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    unsigned int flags =
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
     if (MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES) flags |= MHD_USE_EPOLL;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     s->mhd = MHD_start_daemon(
@@ -422,6 +479,12 @@ int server_port(const struct server *s)
 void server_stop(struct server *s)
 {
     if (!s) return;
+    /* A suspended connection must be resumed before the daemon stops: let running plans end
+     * (each is one Marathon request, bounded by --marathon-timeout). */
+    while (__atomic_load_n(&s->plans, __ATOMIC_ACQUIRE) > 0) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
     if (s->mhd) MHD_stop_daemon(s->mhd);
     free(s);
 }

@@ -423,3 +423,31 @@ def test_a_burst_of_pushes_shares_one_listing(daemon, marathon):
         assert wait_records(d, f"/staging/app{i}")[0]["state"] == "succeeded"
     listings = [r for r in emu.get_requests() if r["method"] == "GET" and r["path"] == "/v2/apps"]
     assert len(listings) == 1, len(listings)
+
+
+def test_plan_waiting_on_a_slow_marathon_never_holds_the_webhook(daemon, marathon):
+    """/v1/plan reads Marathon on its own thread: while plans wait for a slow listing, the
+    registry's webhook is still answered at once, and a third concurrent plan is told to
+    retry rather than queued behind them."""
+    import threading
+    emu = marathon([app("/staging/foo", IMG)])
+    d = start_daemon(daemon, emu)
+    emu.add_fault({"method": "GET", "path": "/v2/apps", "count": 2, "delay": 2.0})
+    results = []
+
+    def plan():
+        results.append(d.request("GET", "/v1/plan?image=strava/foo-service:master-9").status)
+
+    threads = [threading.Thread(target=plan) for _ in range(2)]
+    for t in threads:
+        t.start()
+    wait_for(lambda: len([r for r in emu.get_requests() if r["path"] == "/v2/apps"]) >= 2,
+             what="both plans reading Marathon")
+    t0 = time.monotonic()
+    assert d.post_event(push(tag="master-90")[0]).status == 202
+    assert d.request("GET", "/healthz").status == 200
+    assert time.monotonic() - t0 < 0.5
+    assert d.request("GET", "/v1/plan?image=strava/foo-service:master-9").status == 429
+    for t in threads:
+        t.join(10)
+    assert results == [200, 200]
