@@ -139,7 +139,7 @@ static const struct opt opts[] = {
      "accepted pushes kept for GET /v1/pushes", NULL, 0},
     {"http-threads", OPT_LONG, OFF(http_threads), "2", 1, 64, "N", "HTTP server threads", NULL, 0},
     {"http-timeout", OPT_DURATION, OFF(http_timeout_ms), "10s", 1000, 3600L * 1000, "DURATION",
-     "close HTTP connections idle this long (slow clients)", NULL, 0},
+     "a request must arrive in full within this (slow or idle clients are cut off)", NULL, 0},
     {"log-level", OPT_STRING, OFF(log_level), "info", 0, 0, "LEVEL", "debug, info, warn or error",
      check_level, 1},
     {"log-format", OPT_STRING, OFF(log_format), "json", 0, 0, "FORMAT",

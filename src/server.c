@@ -5,6 +5,13 @@
  * method, authentication, content type and declared length are decided here, so a bad request
  * is answered before its body is read), once per body chunk (appended to a capped buffer), and
  * once at the end (the webhook runs). Request state is freed in the completion callback.
+ *
+ * libmicrohttpd's connection timeout only closes connections that are idle; a client that
+ * trickles one byte now and then is never idle. So each connection also has a request
+ * deadline: from the moment it opens (or its previous answer was sent), its whole request must
+ * arrive within --http-timeout. A reaper thread shuts down the socket of any connection past
+ * its deadline, and libmicrohttpd then closes it as it would any connection the peer closed.
+ * A connection waiting for a plan (suspended by us) has no deadline until it is resumed.
  */
 #include "server.h"
 
@@ -18,6 +25,7 @@
 #include <netdb.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,12 +37,30 @@
 #define MHD_Result int
 #endif
 
+/* One per TCP connection, linked in server.conns while libmicrohttpd holds its socket. */
+struct conn {
+    struct conn *prev, *next;
+    int fd;
+    int suspended;    /* waiting for a plan thread: no deadline */
+    int64_t since_ms; /* opened, or previous answer sent (monotonic) */
+};
+
 struct server {
     struct MHD_Daemon *mhd;
     struct pushq *q;
     struct deployer *d;
     int port;
     int plans; /* plan threads running; at most MAX_PLANS (atomic) */
+
+    /* Request deadlines (see the top of the file). */
+    int64_t timeout_ms;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    struct conn *conns; /* ordered by nothing; a few hundred at most */
+    int stopping;
+    int reaper_started;
+    pthread_t reaper;
+    struct metrics_counter *timeouts;
 };
 
 #define MAX_PLANS 2
@@ -79,6 +105,112 @@ struct req {
     struct MHD_Connection *c;
     char image[640];
 };
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static struct conn *conn_of(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* Marks a connection suspended (no deadline) or resumed (a new deadline from now). */
+static void conn_set_suspended(struct server *s, struct MHD_Connection *c, int suspended)
+{
+    struct conn *k = conn_of(c);
+    if (!k) return;
+    pthread_mutex_lock(&s->lock);
+    k->suspended = suspended;
+    k->since_ms = now_ms();
+    if (!suspended) pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct server *s = cls;
+    struct conn *k = *socket_context;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        k = calloc(1, sizeof *k);
+        if (!ci || !k) { /* no deadline for this one; the idle timeout still applies */
+            free(k);
+            return;
+        }
+        k->fd = ci->connect_fd;
+        k->since_ms = now_ms();
+        pthread_mutex_lock(&s->lock);
+        k->next = s->conns;
+        if (s->conns) s->conns->prev = k;
+        s->conns = k;
+        if (!k->next) pthread_cond_signal(&s->wake); /* the reaper may be waiting forever */
+        pthread_mutex_unlock(&s->lock);
+        *socket_context = k;
+    } else if (k) { /* closed: unlinked before libmicrohttpd closes the socket */
+        pthread_mutex_lock(&s->lock);
+        if (k->prev)
+            k->prev->next = k->next;
+        else
+            s->conns = k->next;
+        if (k->next) k->next->prev = k->prev;
+        pthread_mutex_unlock(&s->lock);
+        free(k);
+        *socket_context = NULL;
+    }
+}
+
+/* Shuts down connections past their request deadline; sleeps until the next deadline. */
+static void *reaper_main(void *arg)
+{
+    struct server *s = arg;
+    int64_t last_log = 0;
+    unsigned long unlogged = 0;
+    pthread_mutex_lock(&s->lock);
+    while (!s->stopping) {
+        int64_t now = now_ms(), next = -1;
+        unsigned long n = 0;
+        for (struct conn *k = s->conns; k; k = k->next) {
+            if (k->suspended || k->fd < 0) continue;
+            int64_t deadline = k->since_ms + s->timeout_ms;
+            if (deadline <= now) {
+                shutdown(k->fd, SHUT_RDWR); /* the socket stays open until MHD closes it */
+                k->fd = -1;
+                n++;
+            } else if (next < 0 || deadline < next) {
+                next = deadline;
+            }
+        }
+        if (n) {
+            metrics_counter_inc(s->timeouts, n);
+            unlogged += n;
+        }
+        if (unlogged && now - last_log >= 10000) { /* at most one line per 10 s */
+            char count[24];
+            snprintf(count, sizeof count, "%lu", unlogged);
+            log_warn("closed connections that did not send a whole request within --http-timeout",
+                     "connections", count, NULL);
+            unlogged = 0;
+            last_log = now;
+        }
+        if (unlogged && (next < 0 || next > last_log + 10000)) next = last_log + 10000;
+        if (next < 0) {
+            pthread_cond_wait(&s->wake, &s->lock);
+        } else {
+            struct timespec ts = {(time_t)(next / 1000), (long)(next % 1000) * 1000000};
+            pthread_cond_timedwait(&s->wake, &s->lock, &ts);
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
 
 int server_secret_equal(const char *a, size_t alen, const char *b, size_t blen)
 {
@@ -315,6 +447,7 @@ static enum MHD_Result start_plan(struct server *s, struct MHD_Connection *c, vo
     rq->s = s;
     rq->c = c;
     *con_cls = rq;
+    conn_set_suspended(s, c, 1);
     MHD_suspend_connection(c);
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -322,6 +455,7 @@ static enum MHD_Result start_plan(struct server *s, struct MHD_Connection *c, vo
     pthread_attr_destroy(&attr);
     if (rc == 0) return MHD_YES;
     MHD_resume_connection(c);
+    conn_set_suspended(s, c, 0);
     rq->plan_status = 500; /* answered on resume */
     buf_adds(&rq->body, "{\"error\":\"cannot start the plan\"}");
     __atomic_sub_fetch(&s->plans, 1, __ATOMIC_ACQ_REL);
@@ -340,6 +474,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     struct req *rq = *con_cls;
 
     if (rq && rq->is_plan) { /* resumed: the plan thread is done */
+        conn_set_suspended(s, c, 0);
         int st = __atomic_load_n(&rq->plan_status, __ATOMIC_ACQUIRE);
         return respond(c, st ? st : 500, "application/json", &rq->body, NULL, NULL);
     }
@@ -399,9 +534,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
-    (void)c;
+    struct server *s = cls;
     (void)toe;
+    struct conn *k = conn_of(c);
+    if (k) { /* the next request on this connection has its own deadline */
+        pthread_mutex_lock(&s->lock);
+        k->since_ms = now_ms();
+        pthread_mutex_unlock(&s->lock);
+    }
     struct req *rq = *con_cls;
     if (!rq) return;
     buf_free(&rq->body);
@@ -416,6 +556,18 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     vsnprintf(msg, sizeof msg, fmt, ap);
     msg[strcspn(msg, "\r\n")] = '\0';
     log_warn("http server", "detail", msg, NULL);
+}
+
+static void stop_reaper(struct server *s)
+{
+    if (s->reaper_started) {
+        pthread_mutex_lock(&s->lock);
+        s->stopping = 1;
+        pthread_cond_signal(&s->wake);
+        pthread_mutex_unlock(&s->lock);
+        pthread_join(s->reaper, NULL);
+        s->reaper_started = 0;
+    }
 }
 
 struct server *server_start(const struct config *cfg, struct pushq *q, struct deployer *d,
@@ -443,8 +595,27 @@ struct server *server_start(const struct config *cfg, struct pushq *q, struct de
     if (!s) goto fail;
     s->q = q;
     s->d = d;
+    s->timeout_ms = cfg->http_timeout_ms;
+    pthread_mutex_init(&s->lock, NULL);
+    {
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&s->wake, &ca);
+        pthread_condattr_destroy(&ca);
+    }
     metrics_declare("autodeploy_webhook_requests_total", "counter",
                     "Webhook requests answered, by HTTP status code.");
+    metrics_declare("autodeploy_http_request_timeouts_total", "counter",
+                    "Connections closed because their request did not arrive in full within "
+                    "--http-timeout (slow or stalled clients).");
+    metrics_add("autodeploy_http_request_timeouts_total", NULL, NULL, 0);
+    s->timeouts = metrics_counter("autodeploy_http_request_timeouts_total", NULL, NULL);
+    if (pthread_create(&s->reaper, NULL, reaper_main, s) != 0) {
+        snprintf(err, errlen, "cannot start a thread");
+        goto fail;
+    }
+    s->reaper_started = 1;
     webhook_metrics_declare();
 
     unsigned int flags =
@@ -456,7 +627,8 @@ struct server *server_start(const struct config *cfg, struct pushq *q, struct de
         MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned int)cfg->http_threads, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned int)((cfg->http_timeout_ms + 999) / 1000), MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned int)512, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
+        (unsigned int)512, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_END);
     if (!s->mhd) {
         snprintf(err, errlen, "cannot listen on %s (address in use or not available)", cfg->listen);
         goto fail;
@@ -467,6 +639,11 @@ struct server *server_start(const struct config *cfg, struct pushq *q, struct de
     return s;
 fail:
     freeaddrinfo(ai);
+    if (s) {
+        stop_reaper(s);
+        pthread_cond_destroy(&s->wake);
+        pthread_mutex_destroy(&s->lock);
+    }
     free(s);
     return NULL;
 }
@@ -485,6 +662,9 @@ void server_stop(struct server *s)
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
-    if (s->mhd) MHD_stop_daemon(s->mhd);
+    if (s->mhd) MHD_stop_daemon(s->mhd); /* closes every connection: the list is empty */
+    stop_reaper(s);
+    pthread_cond_destroy(&s->wake);
+    pthread_mutex_destroy(&s->lock);
     free(s);
 }

@@ -8,6 +8,7 @@ the basic answers (a few malformed bodies, 5,000 levels of nesting, one invalid 
 413 by declared length, a chunked body over the cap, text/plain); these go further.
 """
 import json
+import http.client
 import socket
 import time
 
@@ -415,6 +416,84 @@ def test_slow_body_is_cut_off_at_the_timeout(daemon):
     assert time.monotonic() - t0 < 3
     assert len(d.pushes()) == 1
     assert_alive(d)
+
+
+def _trickle(port, data, every, until):
+    """Sends data one byte every `every` seconds until the server closes the connection or
+    `until` seconds pass; returns the seconds it took the server to close it (None if open)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    t0 = time.monotonic()
+    try:
+        for i in range(10 ** 6):
+            if time.monotonic() - t0 > until:
+                return None
+            try:
+                s.sendall(data[i % len(data):i % len(data) + 1])
+            except (BrokenPipeError, ConnectionResetError):
+                return time.monotonic() - t0
+            s.settimeout(every)
+            try:
+                if s.recv(100) == b"":
+                    return time.monotonic() - t0
+            except socket.timeout:
+                pass
+            except ConnectionResetError:
+                return time.monotonic() - t0
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("part", ["headers", "body"])
+def test_trickling_client_is_cut_off_at_the_timeout(daemon, part):
+    """A slow-loris that keeps its connection busy (one byte every 0.3 s, so it is never idle)
+    must still send its whole request within --http-timeout: the connection is closed, the
+    metric counts it, and nothing is queued."""
+    d = daemon(args=["--http-timeout", "1s"])
+    head = (b"POST /v1/webhooks/registry HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+            b"\r\nContent-Length: %d\r\n\r\n" % len(PUSH))
+    if part == "headers":
+        took = _trickle(d.port, head, 0.3, 8)
+    else:
+        s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+        s.sendall(head)
+        t0 = time.monotonic()
+        took = None
+        for b in PUSH:
+            if time.monotonic() - t0 > 8:
+                break
+            try:
+                s.sendall(bytes([b]))
+                s.settimeout(0.3)
+                if s.recv(100) == b"":
+                    took = time.monotonic() - t0
+                    break
+            except socket.timeout:
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                took = time.monotonic() - t0
+                break
+        s.close()
+    assert took is not None, "a trickling client kept its connection for 8 s"
+    assert 0.9 < took < 3, took
+    assert d.pushes() == []
+    assert d.metrics().get("autodeploy_http_request_timeouts_total", 0) >= 1
+    assert d.post_event(PUSH).status == 202
+    assert_alive(d)
+
+
+def test_request_deadline_restarts_for_each_keepalive_request(daemon):
+    """The deadline counts from the end of the previous answer: a keep-alive client that sends
+    one prompt request every 0.6 s for 3 s (with --http-timeout 1s) is never cut off."""
+    d = daemon(args=["--http-timeout", "1s"])
+    conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=5)
+    for _ in range(5):
+        conn.request("GET", "/healthz")
+        r = conn.getresponse()
+        assert r.status == 200
+        r.read()
+        time.sleep(0.6)
+    conn.close()
+    assert d.metrics().get("autodeploy_http_request_timeouts_total") == 0
 
 
 # ------------------------------------------------------------------ header and path tricks
