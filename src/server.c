@@ -42,7 +42,7 @@ struct conn {
     struct conn *prev, *next;
     int fd;
     int suspended;    /* waiting for a plan thread: no deadline */
-    int64_t since_ms; /* opened, or previous answer sent (monotonic) */
+    int64_t since_ms; /* opened, or previous answer sent (monotonic; atomic) */
 };
 
 struct server {
@@ -127,7 +127,7 @@ static void conn_set_suspended(struct server *s, struct MHD_Connection *c, int s
     if (!k) return;
     pthread_mutex_lock(&s->lock);
     k->suspended = suspended;
-    k->since_ms = now_ms();
+    __atomic_store_n(&k->since_ms, now_ms(), __ATOMIC_RELAXED);
     if (!suspended) pthread_cond_signal(&s->wake);
     pthread_mutex_unlock(&s->lock);
 }
@@ -179,7 +179,7 @@ static void *reaper_main(void *arg)
         unsigned long n = 0;
         for (struct conn *k = s->conns; k; k = k->next) {
             if (k->suspended || k->fd < 0) continue;
-            int64_t deadline = k->since_ms + s->timeout_ms;
+            int64_t deadline = __atomic_load_n(&k->since_ms, __ATOMIC_RELAXED) + s->timeout_ms;
             if (deadline <= now) {
                 shutdown(k->fd, SHUT_RDWR); /* the socket stays open until MHD closes it */
                 k->fd = -1;
@@ -534,14 +534,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    struct server *s = cls;
+    (void)cls;
     (void)toe;
     struct conn *k = conn_of(c);
-    if (k) { /* the next request on this connection has its own deadline */
-        pthread_mutex_lock(&s->lock);
-        k->since_ms = now_ms();
-        pthread_mutex_unlock(&s->lock);
-    }
+    if (k) /* the next request on this connection has its own deadline (the reaper reads it
+            * under the list lock, which keeps k alive; no need to take that lock here) */
+        __atomic_store_n(&k->since_ms, now_ms(), __ATOMIC_RELAXED);
     struct req *rq = *con_cls;
     if (!rq) return;
     buf_free(&rq->body);
@@ -627,7 +625,7 @@ struct server *server_start(const struct config *cfg, struct pushq *q, struct de
         MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned int)cfg->http_threads, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned int)((cfg->http_timeout_ms + 999) / 1000), MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned int)512, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        (unsigned int)512, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_END);
     if (!s->mhd) {
         snprintf(err, errlen, "cannot listen on %s (address in use or not available)", cfg->listen);

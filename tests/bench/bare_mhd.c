@@ -9,9 +9,20 @@
  *                                    to PORT_FILE; stops on SIGTERM or SIGINT
  *
  * Built by tests/bench/run.sh (not by the Makefile: it links nothing of the daemon).
+ *
+ * Built with -DLIBRARY_FLOOR (and linked with libcurl, cJSON and PCRE2 as well), it is the floor
+ * of the memory benchmark: the same server, plus every library autodeployd links, loaded and
+ * initialised as autodeployd initialises them (curl_global_init), and nothing else. Its RSS is
+ * what the libraries cost before autodeployd does any work of its own.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <microhttpd.h>
+#ifdef LIBRARY_FLOOR
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#endif
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -91,6 +102,12 @@ int main(int argc, char **argv)
         return 2;
     }
     unsigned int threads = argc > 2 ? (unsigned int)atoi(argv[2]) : 2;
+#ifdef LIBRARY_FLOOR
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return 1;
+    uint32_t unicode = 0;
+    pcre2_config(PCRE2_CONFIG_UNICODE, &unicode);
+    cJSON_Delete(cJSON_Parse("{}"));
+#endif
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
