@@ -12,19 +12,21 @@
 #include "event.h"
 
 enum report_kind {
-    REPORT_PUSHED = 0,  /* a push arrived; apps lists where it will deploy (may be empty) */
-    REPORT_DEPLOYING,   /* a deployment was created in Marathon */
-    REPORT_DEPLOYED,    /* the deployment succeeded */
-    REPORT_FAILED,      /* the update or the deployment failed */
-    REPORT_TIMED_OUT,   /* the deployment did not end within --deploy-timeout */
-    REPORT_ROLLED_BACK, /* after a failure or time-out, the deployment was rolled back */
-    REPORT_SUPERSEDED,  /* a newer push for the same app replaced this one before it ran */
-    REPORT_SKIPPED,     /* not deployed: locked, paused, outside the prefixes, invalid label,
-                           already running that image, older than what runs */
-    REPORT_PAUSED,      /* an operator paused deployments */
-    REPORT_RESUMED,     /* an operator resumed them */
-    REPORT_INTERRUPTED, /* autodeployd stopped while following a deployment Marathon goes on
-                           with; its outcome is not known to autodeployd */
+    REPORT_PUSHED = 0,      /* a push arrived; apps lists where it will deploy (may be empty) */
+    REPORT_DEPLOYING,       /* a deployment was created in Marathon */
+    REPORT_DEPLOYED,        /* the deployment succeeded */
+    REPORT_FAILED,          /* the update or the deployment failed */
+    REPORT_TIMED_OUT,       /* the deployment did not end within --deploy-timeout */
+    REPORT_ROLLED_BACK,     /* after a failure or time-out, the deployment was rolled back */
+    REPORT_SUPERSEDED,      /* a newer push for the same app replaced this one before it ran */
+    REPORT_SKIPPED,         /* not deployed: locked, paused, outside the prefixes, invalid label,
+                               already running that image, older than what runs */
+    REPORT_PAUSED,          /* an operator paused deployments */
+    REPORT_RESUMED,         /* an operator resumed them */
+    REPORT_INTERRUPTED,     /* autodeployd stopped while following a deployment Marathon goes on
+                               with; its outcome is not known to autodeployd */
+    REPORT_ROLLBACK_FAILED, /* after a failure or time-out, Marathon refused the rollback: the
+                               app is left as the failed deployment left it */
 };
 
 #define REPORT_TEXT_MAX 512
@@ -39,7 +41,9 @@ struct report {
     char old_digest[PUSH_DIGEST_MAX]; /* digest the app ran before, "" when unknown */
     char deployment_id[128];
     int instances;                      /* -1 when unknown */
-    char reason[REPORT_TEXT_MAX];       /* failure or skip reason; who paused */
+    char reason[REPORT_TEXT_MAX];       /* failure or skip reason; who paused; ROLLBACK_FAILED:
+                                           why the deployment failed */
+    char error[REPORT_TEXT_MAX];        /* ROLLBACK_FAILED: Marathon's answer to the rollback */
     char task_message[REPORT_TEXT_MAX]; /* last task failure message, "" when none */
     double duration_s;                  /* DEPLOYED/FAILED/TIMED_OUT: seconds since DEPLOYING */
     char slack_channel[128];            /* app label autodeploy.slack-channel, "" for the default */
@@ -57,7 +61,7 @@ void report_emit(const struct report *r);
 void report_clear_sinks(void);
 
 /* "pushed", "deploying", "deployed", "failed", "timed_out", "rolled_back", "superseded",
- * "skipped", "paused", "resumed", "interrupted". */
+ * "skipped", "paused", "resumed", "interrupted", "rollback_failed". */
 const char *report_kind_name(enum report_kind k);
 
 #endif

@@ -1030,6 +1030,16 @@ static void run_job(struct deployer *d, struct job *job)
             char why[REPORT_TEXT_MAX];
             snprintf(why, sizeof why, "%.240s; the rollback was refused: %.240s", reason, err);
             record_set(d, job->record, NULL, NULL, NULL, NULL, why, NULL);
+            struct report r;
+            report_init(&r, REPORT_ROLLBACK_FAILED, a.p, app_id);
+            copy(r.old_image, sizeof r.old_image, a.old_image);
+            copy(r.new_image, sizeof r.new_image, a.new_image);
+            copy(r.deployment_id, sizeof r.deployment_id, dep_id);
+            copy(r.reason, sizeof r.reason, reason);
+            copy(r.error, sizeof r.error, err);
+            copy(r.slack_channel, sizeof r.slack_channel, a.channel);
+            r.instances = a.instances;
+            report_emit(&r);
         }
     }
 out:

@@ -471,6 +471,28 @@ static void compose_rolled_back(struct msg *m, const struct report *r, const str
     if (r->deployment_id[0]) field_user(m, "Deployment", r->deployment_id, 1, NOTIFY_ONE_LINE);
 }
 
+static void compose_rollback_failed(struct msg *m, const struct report *r,
+                                    const struct notify_opts *o)
+{
+    m->color = NOTIFY_COLOR_DANGER;
+    lit(m, &m->summary, "Rollback of ");
+    add_app(m, &m->summary, r);
+    lit(m, &m->summary, " refused");
+    if (r->error[0]) {
+        lit(m, &m->summary, ": ");
+        esc(m, &m->summary, r->error, NOTIFY_SUMMARY_MAX, NOTIFY_ONE_LINE);
+    }
+    lit(m, &m->summary, "; it needs a hand");
+
+    app_title(m, r, o);
+    if (r->error[0]) field_user(m, "Marathon answered", r->error, 0, 0);
+    if (r->reason[0]) field_user(m, "Why it was rolled back", r->reason, 0, 0);
+    struct buf *b = field(m, "Failed image", 0);
+    if (b) add_new_image(m, b, r);
+    if (r->old_image[0]) field_user(m, "Previous image", r->old_image, 0, NOTIFY_ONE_LINE);
+    if (r->deployment_id[0]) field_user(m, "Deployment", r->deployment_id, 1, NOTIFY_ONE_LINE);
+}
+
 static void compose_superseded(struct msg *m, const struct report *r, const struct notify_opts *o)
 {
     m->color = NOTIFY_COLOR_WARNING;
@@ -611,6 +633,9 @@ int notify_format_slack(const struct report *r, const struct notify_opts *o, str
         break;
     case REPORT_INTERRUPTED:
         compose_interrupted(&m, r, o);
+        break;
+    case REPORT_ROLLBACK_FAILED:
+        compose_rollback_failed(&m, r, o);
         break;
     default:
         goto out;

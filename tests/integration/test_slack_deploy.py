@@ -76,6 +76,30 @@ def test_timed_out_deploy_messages(daemon, marathon, slack):
     assert "deploy-timeout" in msgs[2]["text"]
 
 
+def test_refused_rollback_gets_its_own_message(daemon, marathon, slack):
+    """The deployment hangs past the timeout and Marathon refuses the rollback: after the
+    time-out message comes one that says the rollback was refused, with Marathon's answer and
+    both images, so the channel knows the app needs a hand."""
+    emu = marathon([app("/staging/foo", IMG)])
+    emu.set_behaviour("/staging/foo", "hang", times=1)
+    emu.add_fault({"method": "DELETE", "path": "/v2/deployments/*", "count": 1, "status": 500,
+                   "body": {"message": "leader lost"}})
+    d = run(daemon, emu, slack, "--deploy-timeout", "1s", "--rollback-on-failure")
+    d.post_event(push(tag="master-5")[0])
+    rec = wait_records(d, "/staging/foo")[0]
+    assert rec["state"] == "timed_out" and "rollback was refused" in rec["reason"], rec
+    msgs = texts(slack, 4)
+    assert [m["text"].split(" ")[0] for m in msgs] == ["Pushed", "Deploying", "Timed", "Rollback"]
+    assert msgs[3]["text"] == ("Rollback of /staging/foo refused: HTTP 500: leader lost; "
+                               "it needs a hand"), msgs[3]["text"]
+    att = msgs[3]["attachments"][0]
+    fields = {f["title"]: f["value"] for f in att["fields"]}
+    assert fields["Previous image"] == IMG
+    assert rec["new_image"] in fields["Failed image"]
+    assert "deploy-timeout" in fields["Why it was rolled back"]
+    assert att["color"] == msgs[2]["attachments"][0]["color"]
+
+
 def test_superseded_push_message(daemon, marathon, slack):
     emu = marathon([app("/staging/foo", IMG)])
     emu.set_behaviour("/staging/foo", "succeed", seconds=1.5)

@@ -108,6 +108,12 @@ static void rolled_back(struct report *r)
     snprintf(r->deployment_id, sizeof r->deployment_id, "rollback-1");
 }
 
+static void rollback_failed(struct report *r)
+{
+    snprintf(r->reason, sizeof r->reason, "not finished after --deploy-timeout 600s");
+    snprintf(r->error, sizeof r->error, "HTTP 500: leader lost <!channel>");
+}
+
 static void superseded(struct report *r)
 {
     snprintf(r->reason, sizeof r->reason, "a newer push (strava/foo-service:master-abc124)");
@@ -326,6 +332,21 @@ static const struct format_case cases[] = {
       {"Reason", "deployment timed out", 0},
       {"Failed image", NEW_IMAGE, 0},
       {"Deployment", "rollback-1", 1}}},
+    {"rollback refused",
+     REPORT_ROLLBACK_FAILED,
+     rollback_failed,
+     0,
+     NULL,
+     "Rollback of /svc/foo refused: HTTP 500: leader lost &lt;!channel&gt;; it needs a hand",
+     NOTIFY_COLOR_DANGER,
+     "/svc/foo",
+     LINK,
+     NULL,
+     {{"Marathon answered", "HTTP 500: leader lost &lt;!channel&gt;", 0},
+      {"Why it was rolled back", "not finished after --deploy-timeout 600s", 0},
+      {"Failed image", NEW_IMAGE, 0},
+      {"Previous image", OLD_IMAGE, 0},
+      {"Deployment", DEPLOYMENT, 1}}},
     {"superseded",
      REPORT_SUPERSEDED,
      superseded,
@@ -583,7 +604,7 @@ static void test_should_send(void)
         {REPORT_FAILED, 0, "matched", 1},   {REPORT_TIMED_OUT, 0, "none", 1},
         {REPORT_ROLLED_BACK, 0, "none", 1}, {REPORT_SUPERSEDED, 0, "none", 1},
         {REPORT_SKIPPED, 0, "none", 1},     {REPORT_PAUSED, 0, "none", 1},
-        {REPORT_RESUMED, 0, "matched", 1},
+        {REPORT_RESUMED, 0, "matched", 1},  {REPORT_ROLLBACK_FAILED, 0, "none", 1},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
         struct report r = base(t[i].kind);
