@@ -41,6 +41,7 @@ struct record {
     struct push push;
     char app_id[256];
     char old_image[512], new_image[512];
+    char old_digest[PUSH_DIGEST_MAX]; /* what the app ran before, per its label; "" unknown */
     char deployment_id[128];
     char state[16];
     char reason[REPORT_TEXT_MAX];
@@ -174,6 +175,14 @@ static void record_set(struct deployer *d, uint64_t seq, const char *state, cons
     pthread_mutex_unlock(&d->mu);
 }
 
+static void record_set_old_digest(struct deployer *d, uint64_t seq, const char *digest)
+{
+    pthread_mutex_lock(&d->mu);
+    struct record *r = &d->records[seq % RECORDS];
+    if (r->seq == seq) copy(r->old_digest, sizeof r->old_digest, digest);
+    pthread_mutex_unlock(&d->mu);
+}
+
 static void add_ms_time(struct buf *b, const char *key, int64_t ms)
 {
     buf_printf(b, ",\"%s\":", key);
@@ -217,6 +226,7 @@ int deployer_records_json(struct deployer *d, struct buf *b)
         add_str(b, "event_id", r->push.event_id);
         add_str(b, "pushed_at", r->push.timestamp);
         add_str(b, "old_image", r->old_image);
+        add_str(b, "old_digest", r->old_digest);
         add_str(b, "new_image", r->new_image);
         add_str(b, "deployment_id", r->deployment_id);
         add_str(b, "reason", r->reason);
@@ -829,6 +839,7 @@ static void run_job(struct deployer *d, struct job *job)
             goto out;
         }
         record_set(d, job->record, NULL, a.old_image, a.new_image, NULL, NULL, NULL);
+        record_set_old_digest(d, job->record, a.old_digest);
         int same_image = !strcmp(image, a.new_image);
         if (same_image && cur_digest && !strcmp(cur_digest, p->digest)) {
             /* Already there. Still running (our own update whose answer was lost, or one

@@ -45,6 +45,15 @@ def test_push_deploys_full_container_and_labels(daemon, marathon):
     assert state["container"] == want and state["instances"] == 2
     assert not records(d, "/staging/other")
 
+    # The next push records what ran before it, image and digest (the digest from our label;
+    # unknown before the first deploy).
+    assert rec["old_digest"] is None
+    d.post_event(push(tag="master-3")[0])
+    rec2 = wait_records(d, "/staging/foo", n=2)[0]
+    assert rec2["tag"] == "master-3" and rec2["state"] == "succeeded", rec2
+    assert rec2["old_image"] == rec["new_image"]
+    assert rec2["old_digest"] == ev["target"]["digest"]
+
 
 def test_real_app_shapes_round_trip(daemon, marathon):
     """Legacy Docker, 1.5+ networks, UCR (MESOS) and odd real definitions keep every field."""
