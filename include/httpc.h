@@ -30,6 +30,11 @@ struct httpc_req {
     long timeout_ms;          /* whole request; 0: 30000; ignored by httpc_stream */
     int follow_redirects;     /* follow 3xx, keeping method, body and credentials */
     size_t max_response;      /* cap on the body kept; 0: 4 MiB */
+    /* Optional: polled while the request runs (on each chunk, and about once a second while
+     * the peer is silent); nonzero abandons the request (httpc_do then fails with "abandoned").
+     * Lets a shutdown end a request that would otherwise run to its time-out. */
+    int (*abandon)(void *ctx);
+    void *abandon_ctx;
 };
 
 struct httpc_resp {

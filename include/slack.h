@@ -38,9 +38,9 @@ void slack_report_sink(const struct report *r, void *ctx);
 /* Messages queued and not yet taken by the worker (tests, diagnostics). */
 size_t slack_pending(struct slack *s);
 
-/* Stops accepting messages, gives the worker SLACK_FLUSH_MS to deliver what is queued (plus the
- * rest of a request already in flight, bounded by --slack-timeout), joins it, counts what is
- * left as dropped and frees everything. Remove the sink (report_clear_sinks) first, or make
+/* Stops accepting messages, gives the worker SLACK_FLUSH_MS to deliver what is queued (a
+ * request still running then, even one started before, is abandoned within about a second),
+ * joins it, counts what is left as dropped and frees everything. Remove the sink (report_clear_sinks) first, or make
  * sure nothing emits reports any more. slack_free(NULL) does nothing. */
 void slack_free(struct slack *s);
 

@@ -61,6 +61,9 @@ struct sink {
     void *ctx;
     volatile int *stop;
     int overflow;
+    int (*abandon)(void *ctx);
+    void *abandon_ctx;
+    int abandoned;
 };
 
 static size_t on_write(char *p, size_t size, size_t nmemb, void *userdata)
@@ -118,7 +121,12 @@ static int on_progress(void *userdata, curl_off_t dt, curl_off_t dn, curl_off_t 
     (void)ut;
     (void)un;
     struct sink *s = userdata;
-    return (s->stop && *s->stop) ? 1 : 0;
+    if (s->stop && *s->stop) return 1;
+    if (s->abandon && s->abandon(s->abandon_ctx)) {
+        s->abandoned = 1;
+        return 1;
+    }
+    return 0;
 }
 
 static int perform(const struct httpc_req *req, struct httpc_resp *resp, struct sink *s,
@@ -184,10 +192,14 @@ static int perform(const struct httpc_req *req, struct httpc_resp *resp, struct 
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
     }
-    if (streaming) {
+    s->abandon = req->abandon;
+    s->abandon_ctx = req->abandon_ctx;
+    if (streaming || req->abandon) {
         curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
         curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
         curl_easy_setopt(h, CURLOPT_XFERINFODATA, s);
+    }
+    if (streaming) {
         /* A stream that stays silent past two heartbeats is dead even if TCP says otherwise. */
         curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
         curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 30L);
@@ -201,6 +213,11 @@ static int perform(const struct httpc_req *req, struct httpc_resp *resp, struct 
     /* Reset drops the pointers to this call's buffers; the connection cache survives. */
     curl_easy_reset(h);
     if (rc == CURLE_ABORTED_BY_CALLBACK && s->stop && *s->stop) return 0;
+    if (rc == CURLE_ABORTED_BY_CALLBACK && s->abandoned) {
+        snprintf(resp->err, sizeof resp->err, "abandoned");
+        resp->status = 0;
+        return -1;
+    }
     if (rc != CURLE_OK) {
         snprintf(resp->err, sizeof resp->err, "%s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
         if (streaming && status >= 200 && status < 300) return -1;

@@ -179,6 +179,17 @@ static long request_timeout_ms(struct slack *s)
     return t;
 }
 
+/* httpc's abandon hook: a request still running when the shutdown's flush time is over (one
+ * started before the shutdown has the whole --slack-timeout) is given up. */
+static int flush_time_over(void *ctx)
+{
+    struct slack *s = ctx;
+    pthread_mutex_lock(&s->mu);
+    int over = s->stopping && mono_now() >= s->flush_deadline;
+    pthread_mutex_unlock(&s->mu);
+    return over;
+}
+
 /* Posts one payload, retrying as slack.h says, and counts the outcome. */
 static void deliver(struct slack *s, const char *payload)
 {
@@ -202,9 +213,16 @@ static void deliver(struct slack *s, const char *payload)
         req.timeout_ms = request_timeout_ms(s);
         req.connect_timeout_ms = req.timeout_ms < 5000 ? req.timeout_ms : 5000;
         req.max_response = RESPONSE_MAX;
+        req.abandon = flush_time_over;
+        req.abandon_ctx = s;
 
         double started = mono_now();
         httpc_do(&req, &resp);
+        if (!resp.status && flush_time_over(s)) {
+            count_result("dropped");
+            log_warn("Slack message dropped: shutting down", "host", s->host, NULL);
+            break;
+        }
         s->next_post = started + MIN_INTERVAL_S;
 
         long status = resp.status;

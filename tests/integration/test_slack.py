@@ -264,3 +264,18 @@ def test_unusable_webhook_url_is_refused_without_echoing_it():
     assert r.returncode == 2
     assert "https://" in r.stderr, r.stderr
     assert "T0SECRET" not in r.stdout + r.stderr
+
+
+def test_shutdown_abandons_a_hanging_request_at_the_flush_deadline(slack, daemon):
+    """A request already in flight when SIGTERM arrives is not waited for up to its own
+    --slack-timeout (30 s here): it is abandoned when the shutdown's flush time is over."""
+    d = start(daemon, slack, "--slack-pushes", "all", "--slack-timeout", "30s")
+    slack.fail_next(mode="hang", seconds=40, count=10)
+    assert d.post_event(push_body(1)).status == 202
+    slack.wait_for(1, timeout=3)  # the request is in flight, Slack silent
+    t0 = time.monotonic()
+    assert d.stop(timeout=40) == 0
+    took = time.monotonic() - t0
+    assert took < 5, "stopped in %.1fs" % took
+    assert any(r.get("msg") == "Slack message dropped: shutting down" for r in d.logs()), \
+        [r.get("msg") for r in d.logs()][-5:]
