@@ -45,6 +45,7 @@ struct config {
     char *marathon_password;
     char *marathon_token;
     char *marathon_ca_file;
+    char *state_file; /* journal of accepted pushes (journal.h); NULL: none */
     long marathon_connect_timeout_ms;
     long marathon_timeout_ms;
     char *label;

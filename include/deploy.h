@@ -27,6 +27,10 @@ struct deployer *deployer_new(const struct config *cfg, struct pushq *q, struct 
 /* Starts the dispatcher and the workers. */
 int deployer_start(struct deployer *d);
 
+/* Tells the deployer when each push's work has ended (journal.h); call before starting it. */
+struct journal;
+void deployer_set_journal(struct deployer *d, struct journal *j);
+
 /* Stops taking pushes and jobs; gives running jobs until grace_ms to end (what is still
  * running in Marathon then is reported as interrupted), joins the threads. */
 void deployer_stop(struct deployer *d, long grace_ms);

@@ -34,6 +34,7 @@ struct push {
     char media_type[PUSH_MEDIA_MAX];
     char pusher[PUSH_PUSHER_MAX]; /* actor.name; control characters removed, may be "" */
     unsigned long long seq;       /* set by the queue when accepted: its place in the records */
+    unsigned long long jid;       /* id in the state file (journal.h); 0 when not journaled */
 };
 
 enum event_verdict { EVENT_PUSH = 0, EVENT_IGNORED, EVENT_REJECTED };

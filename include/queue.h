@@ -23,7 +23,17 @@
 
 struct pushq;
 
-enum pushq_result { PUSHQ_ACCEPTED = 0, PUSHQ_DUPLICATE, PUSHQ_FULL };
+/* PUSHQ_UNSAVED: the accepted hook (the state file) failed; nothing was queued or remembered. */
+enum pushq_result { PUSHQ_ACCEPTED = 0, PUSHQ_DUPLICATE, PUSHQ_FULL, PUSHQ_UNSAVED };
+
+/* Called under the queue's lock, so in acceptance order and before any taker can see the push:
+ * accepted gets the queued copy (it may set p->jid) and returns -1 to refuse it; paused gets
+ * every change of the pause. Either may be NULL. */
+struct pushq_hooks {
+    int (*accepted)(struct push *p, void *ctx);
+    void (*paused)(int paused, void *ctx);
+    void *ctx;
+};
 
 /* capacity: pushes waiting at most; dedup: event ids and repository:tag keys remembered;
  * recent: accepted pushes kept for GET /v1/pushes. NULL when out of memory. */
@@ -31,6 +41,9 @@ struct pushq *pushq_new(size_t capacity, size_t dedup, size_t recent);
 
 /* Frees the queue and anything still in it. No thread may be using it. NULL is a no-op. */
 void pushq_free(struct pushq *q);
+
+/* Installs hooks (before any offer; not thread-safe against offers). */
+void pushq_set_hooks(struct pushq *q, const struct pushq_hooks *h);
 
 /* Offers one push, copied. Thread-safe; never blocks on I/O. */
 enum pushq_result pushq_offer(struct pushq *q, const struct push *p);

@@ -40,8 +40,9 @@ size_t slack_pending(struct slack *s);
 
 /* Stops accepting messages, gives the worker SLACK_FLUSH_MS to deliver what is queued (a
  * request still running then, even one started before, is abandoned within about a second),
- * joins it, counts what is left as dropped and frees everything. Remove the sink (report_clear_sinks) first, or make
- * sure nothing emits reports any more. slack_free(NULL) does nothing. */
+ * joins it, counts what is left as dropped and frees everything. Remove the sink
+ * (report_clear_sinks) first, or make sure nothing emits reports any more. slack_free(NULL) does
+ * nothing. */
 void slack_free(struct slack *s);
 
 #define SLACK_FLUSH_MS 2000

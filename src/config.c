@@ -131,6 +131,10 @@ static const struct opt opts[] = {
      NULL, 1},
     {"max-body-bytes", OPT_SIZE, OFF(max_body_bytes), "1MiB", 1024, 64L * 1024 * 1024, "SIZE",
      "largest webhook body accepted (larger: 413)", NULL, 1},
+    {"state-file", OPT_STRING, OFF(state_file), NULL, 0, 0, "FILE",
+     "keep accepted pushes and the pause in FILE, so that a restart or crash loses none "
+     "(with --marathon-url)",
+     NULL, 0},
     {"queue-size", OPT_LONG, OFF(queue_size), "1000", 1, 1000000, "N",
      "pushes waiting for deployment at most (full: 503 + Retry-After)", NULL, 0},
     {"dedup-size", OPT_LONG, OFF(dedup_size), "10000", 16, 10000000, "N",

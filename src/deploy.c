@@ -7,6 +7,7 @@
  */
 #include "deploy.h"
 
+#include "journal.h"
 #include "listing.h"
 #include "log.h"
 #include "match.h"
@@ -67,6 +68,7 @@ struct deployer {
     struct slot *slots;
     struct job *ready_head, *ready_tail;
     struct record records[RECORDS];
+    struct journal *journal; /* NULL without --state-file */
     uint64_t seq;
 };
 
@@ -443,6 +445,7 @@ static void submit(struct deployer *d, const struct push *p, const char *app_id)
 {
     struct job *j = calloc(1, sizeof *j);
     if (!j) return;
+    journal_hold(d->journal, p->jid); /* released when the job ends */
     j->push = *p;
     copy(j->app_id, sizeof j->app_id, app_id);
     j->record = record_new(d, p, app_id);
@@ -456,6 +459,7 @@ static void submit(struct deployer *d, const struct push *p, const char *app_id)
         s = calloc(1, sizeof *s);
         if (!s) {
             pthread_mutex_unlock(&d->mu);
+            journal_release(d->journal, p->jid);
             free(j);
             return;
         }
@@ -489,6 +493,7 @@ static void submit(struct deployer *d, const struct push *p, const char *app_id)
                  w->repository, w->tag);
         finish_skipped(d, loser->record, &loser->push, app_id, NULL, "superseded",
                        REPORT_SUPERSEDED, reason);
+        journal_release(d->journal, loser->push.jid);
         free(loser);
     }
 }
@@ -501,7 +506,7 @@ static void not_dispatched(struct deployer *d, const struct push *p, const char 
                  p->event_id, "repository", p->repository, "tag", p->tag, "digest", p->digest,
                  NULL);
         pushq_set_state(d->q, p, "not deployed (stopped)");
-        return;
+        return; /* still pending in the state file: queued again at the next start */
     }
     log_error("push not deployed: cannot list Marathon apps", "repository", p->repository, "tag",
               p->tag, "error", err, NULL);
@@ -510,6 +515,7 @@ static void not_dispatched(struct deployer *d, const struct push *p, const char 
     snprintf(r.reason, sizeof r.reason, "cannot list Marathon apps: %.450s", err);
     report_emit(&r);
     pushq_set_state(d->q, p, "failed");
+    journal_release(d->journal, p->jid);
 }
 
 /* Matches one push against the listed apps and hands a job per matching app to the workers. */
@@ -557,6 +563,7 @@ static void dispatch(struct deployer *d, const struct push *p, const struct list
     for (int i = 0; i < n; i++)
         submit(d, p, targets[i]);
     pushq_set_state(d->q, p, n ? "dispatched" : "no match");
+    journal_release(d->journal, p->jid); /* the push's own reference: its jobs hold it now */
 }
 
 #define BATCH 64
@@ -1074,6 +1081,9 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&d->mu);
 
         run_job(d, j);
+        /* A job cut short by the stop stays pending in the state file: the next start queues
+         * its push again, and finds the deployment done or still running. */
+        if (!d->stop) journal_release(d->journal, j->push.jid);
 
         pthread_mutex_lock(&d->mu);
         d->inflight--;
@@ -1222,6 +1232,11 @@ struct deployer *deployer_new(const struct config *cfg, struct pushq *q, struct 
     return d;
 }
 
+void deployer_set_journal(struct deployer *d, struct journal *j)
+{
+    d->journal = j;
+}
+
 int deployer_start(struct deployer *d)
 {
     for (int i = 0; i < d->n_workers; i++)
@@ -1235,7 +1250,9 @@ int deployer_start(struct deployer *d)
 static void abandon(struct deployer *d, struct job *j)
 {
     finish_skipped(d, j->record, &j->push, j->app_id, NULL, "skipped", REPORT_SKIPPED,
-                   "autodeployd stopped before deploying it; push again to deploy");
+                   d->journal ? "autodeployd stopped before deploying it; it deploys at the next "
+                                "start (--state-file)"
+                              : "autodeployd stopped before deploying it; push again to deploy");
     free(j);
 }
 

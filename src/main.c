@@ -11,6 +11,7 @@
 #include "deploy.h"
 #include "follow.h"
 #include "httpc.h"
+#include "journal.h"
 #include "log.h"
 #include "marathon.h"
 #include "match.h"
@@ -72,6 +73,57 @@ static void *record_only_main(void *arg)
         report_emit(&r);
     }
     return NULL;
+}
+
+static int journal_accepted(struct push *p, void *ctx)
+{
+    return journal_add(ctx, p);
+}
+
+static void journal_paused(int paused, void *ctx)
+{
+    journal_set_paused(ctx, paused);
+}
+
+/* Opens the state file, restores the pause and queues again the pushes the last run accepted
+ * and did not finish. NULL (after logging why) when the file cannot be used. */
+static struct journal *restore(const struct config *cfg, struct pushq *q)
+{
+    struct push *pending = NULL;
+    size_t n = 0;
+    int paused = 0;
+    char err[512];
+    struct journal *j = journal_open(cfg->state_file, &pending, &n, &paused, err, sizeof err);
+    if (!j) {
+        log_error("cannot use the state file", "error", err, NULL);
+        return NULL;
+    }
+    struct pushq_hooks h = {journal_accepted, journal_paused, j};
+    pushq_set_hooks(q, &h);
+    if (paused) {
+        pushq_set_paused(q, 1);
+        log_warn("deployments stay paused: an operator paused them before the restart "
+                 "(POST /v1/resume to resume)",
+                 NULL);
+    }
+    size_t queued = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (pushq_offer(q, &pending[i]) == PUSHQ_ACCEPTED) {
+            queued++;
+            continue;
+        }
+        log_warn("push from the state file not queued (queue full); kept for the next start",
+                 "repository", pending[i].repository, "tag", pending[i].tag, "digest",
+                 pending[i].digest, NULL);
+    }
+    if (queued) {
+        char c[24];
+        snprintf(c, sizeof c, "%zu", queued);
+        log_info("pushes accepted before the restart and not finished are queued again", "count", c,
+                 "state_file", cfg->state_file, NULL);
+    }
+    free(pending);
+    return j;
 }
 
 /* Configurations replaced by a reload stay allocated until exit: a thread may still be
@@ -136,6 +188,7 @@ int main(int argc, char **argv)
     pthread_t recorder;
     int recorder_started = 0;
     struct retired *retired = NULL;
+    struct journal *journal = NULL;
 
     if (argc > 1 && strcmp(argv[1], "match") == 0) return match_cli_main(argc - 1, argv + 1);
 
@@ -208,11 +261,21 @@ int main(int argc, char **argv)
             rc = 2;
             goto out;
         }
+        if (cfg.state_file) {
+            journal = restore(&cfg, q);
+            if (!journal) {
+                rc = 2;
+                goto out;
+            }
+            deployer_set_journal(dep, journal);
+        }
         if (follower_start(fol) < 0 || deployer_start(dep) < 0) {
             log_error("cannot start the deployer threads", NULL);
             goto out;
         }
     } else {
+        if (cfg.state_file)
+            log_warn("--state-file is not used without --marathon-url (nothing is deployed)", NULL);
         if (pthread_create(&recorder, NULL, record_only_main, q) != 0) {
             log_error("cannot start the worker thread", NULL);
             goto out;
@@ -264,17 +327,24 @@ out:
     if (q) pushq_close(q);
     if (recorder_started) pthread_join(recorder, NULL);
     struct push left;
-    while (q && pushq_take_nowait(q, &left) == 0)
-        log_warn("push not deployed: still queued at exit (the registry will not resend it; "
-                 "push again or replay the event)",
-                 "event_id", left.event_id, "registry", left.host, "repository", left.repository,
-                 "tag", left.tag, "digest", left.digest, NULL);
+    while (q && pushq_take_nowait(q, &left) == 0) {
+        if (journal)
+            log_info("push not deployed yet: kept in the state file for the next start", "event_id",
+                     left.event_id, "repository", left.repository, "tag", left.tag, "digest",
+                     left.digest, NULL);
+        else
+            log_warn("push not deployed: still queued at exit (the registry will not resend it; "
+                     "push again or replay the event, or use --state-file)",
+                     "event_id", left.event_id, "registry", left.host, "repository",
+                     left.repository, "tag", left.tag, "digest", left.digest, NULL);
+    }
     deployer_free(dep);
     follower_free(fol);
     marathon_free(mar);
     report_clear_sinks();
     slack_free(slack);
     pushq_free(q);
+    journal_close(journal);
     config_publish(NULL);
     while (retired) {
         struct retired *r = retired;

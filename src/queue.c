@@ -120,6 +120,7 @@ struct pushq {
     uint64_t seed;
     unsigned long long next_seq;
     int locks_ready;
+    struct pushq_hooks hooks;
 };
 
 static uint64_t mix64(uint64_t x)
@@ -192,6 +193,11 @@ void pushq_free(struct pushq *q)
     free(q);
 }
 
+void pushq_set_hooks(struct pushq *q, const struct pushq_hooks *h)
+{
+    q->hooks = *h;
+}
+
 enum pushq_result pushq_offer(struct pushq *q, const struct push *p)
 {
     uint64_t idk = p->event_id[0] ? hash_str(q->seed, "id", p->event_id) : 0;
@@ -212,7 +218,12 @@ enum pushq_result pushq_offer(struct pushq *q, const struct push *p)
     }
     struct push *slot = &q->ring[(q->head + q->len) % q->cap];
     *slot = *p;
-    slot->seq = ++q->next_seq;
+    slot->seq = q->next_seq + 1;
+    if (q->hooks.accepted && q->hooks.accepted(slot, q->hooks.ctx) < 0) {
+        r = PUSHQ_UNSAVED;
+        goto out;
+    }
+    q->next_seq++;
     q->len++;
     if (idk) hmap_put(&q->ids, idk, 1);
     hmap_put(&q->tags, tagk, dig);
@@ -273,6 +284,8 @@ void pushq_close(struct pushq *q)
 void pushq_set_paused(struct pushq *q, int paused)
 {
     pthread_mutex_lock(&q->mu);
+    if (q->hooks.paused && q->paused != (paused ? 1 : 0))
+        q->hooks.paused(paused ? 1 : 0, q->hooks.ctx);
     q->paused = paused ? 1 : 0;
     pthread_cond_broadcast(&q->cv);
     pthread_mutex_unlock(&q->mu);

@@ -18,14 +18,15 @@ static struct metrics_counter *counters[N_RESULTS];
 
 struct tally {
     struct pushq *q;
-    int accepted, ignored, duplicate, rejected, full;
+    int accepted, ignored, duplicate, rejected, full, unsaved;
 };
 
 void webhook_metrics_declare(void)
 {
-    metrics_declare("autodeploy_events_total", "counter",
-                    "Registry events received, by result (accepted, ignored, duplicate, "
-                    "rejected, deferred when the queue was full).");
+    metrics_declare(
+        "autodeploy_events_total", "counter",
+        "Registry events received, by result (accepted, ignored, duplicate, "
+        "rejected, deferred when the queue was full or the state file could not be written).");
     for (int i = 0; i < N_RESULTS; i++)
         counters[i] = metrics_counter("autodeploy_events_total", "result", result_names[i]);
 }
@@ -64,6 +65,13 @@ static void on_event(const struct event_item *it, void *ctx)
             log_warn("queue full, push deferred to the registry's retry", "event_id", p->event_id,
                      "repository", p->repository, "tag", p->tag, NULL);
             break;
+        case PUSHQ_UNSAVED:
+            t->full++;
+            t->unsaved++;
+            result = R_DEFERRED;
+            log_warn("push deferred to the registry's retry: the state file cannot be written",
+                     "event_id", p->event_id, "repository", p->repository, "tag", p->tag, NULL);
+            break;
         }
     }
     metrics_counter_inc(counters[result], 1);
@@ -81,10 +89,15 @@ int webhook_handle(struct pushq *q, const char *body, size_t len, struct buf *re
         return 400;
     }
     if (t.full) {
+        char why[96];
+        if (t.unsaved)
+            snprintf(why, sizeof why, "cannot record pushes in the state file");
+        else
+            snprintf(why, sizeof why, "queue full: %zu pushes waiting", pushq_depth(q));
         buf_printf(resp,
-                   "{\"error\":\"queue full: %zu pushes waiting; retry later\",\"accepted\":%d,"
+                   "{\"error\":\"%s; retry later\",\"accepted\":%d,"
                    "\"ignored\":%d,\"duplicate\":%d,\"rejected\":%d,\"deferred\":%d}",
-                   pushq_depth(q), t.accepted, t.ignored, t.duplicate, t.rejected, t.full);
+                   why, t.accepted, t.ignored, t.duplicate, t.rejected, t.full);
         return 503;
     }
     buf_printf(resp, "{\"accepted\":%d,\"ignored\":%d,\"duplicate\":%d,\"rejected\":%d}",
