@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import free_port, wait_for
+from conftest import free_port, run_cli, wait_for
 from deploy_helpers import (app, digest, marathon, push, records, start_daemon,  # noqa: F401
                             wait_records, writes)
 from faults_helpers import (ADMIN, assert_alive, assert_all_terminal, digest_label, image_of,
@@ -354,6 +354,98 @@ def test_sigkill_and_restart(daemon, marathon):
     assert versions(emu, "/staging/a") == 2 and versions(emu, "/staging/b") == 2
     assert_all_terminal(d2)
     assert_alive(d2)
+
+
+def test_sigkill_and_restart_with_state_file(daemon, marathon, tmp_path):
+    """The same crash with --state-file: nothing has to be delivered again. a1 (its deployment
+    finished by Marathon while autodeployd was dead) and b1 come back from the file, and so does
+    the pause: both wait for an operator to resume; then a1 is found already deployed (no
+    second write) and b1 deploys once. A further crash and restart replays nothing."""
+    state = str(tmp_path / "state")
+    emu = marathon([app("/staging/a", IMG, pattern="strava/a:*"),
+                    app("/staging/b", IMG, pattern="strava/b:*")])
+    emu.set_behaviour("/staging/a", "succeed", seconds=1.5, times=1)
+    d = start_daemon(daemon, emu, "--admin-token", ADMIN, "--state-file", state)
+    a1, _ = push(repo="strava/a", tag="a1")
+    b1, _ = push(repo="strava/b", tag="b1")
+    d.post_event(a1)
+    wait_for(lambda: any(r["state"] == "deploying" for r in records(d, "/staging/a")),
+             what="a1 deploying")
+    pause(d)
+    assert d.post_event(b1).status == 202
+    d.proc.kill()
+    d.proc.wait(timeout=5)
+    wait_for(lambda: not emu.list_deployments(), what="Marathon finished a1 by itself")
+
+    d2 = start_daemon(daemon, emu, "--admin-token", ADMIN, "--state-file", state)
+    assert sorted(p["tag"] for p in d2.pushes()) == ["a1", "b1"]
+    assert d2.request("GET", "/readyz").json()["paused"] is True
+    time.sleep(0.5)
+    assert records(d2) == [] and writes(emu, "/staging/b") == []  # both wait for the resume
+    resume(d2)
+    assert wait_records(d2, "/staging/a")[0]["state"] == "unchanged"
+    assert wait_records(d2, "/staging/b")[0]["state"] == "succeeded"
+    assert len(writes(emu, "/staging/a")) == 1 and len(writes(emu, "/staging/b")) == 1
+    assert "pushes accepted before the restart and not finished are queued again" in log_msgs(d2)
+    d2.proc.kill()
+    d2.proc.wait(timeout=5)
+
+    d3 = start_daemon(daemon, emu, "--admin-token", ADMIN, "--state-file", state)
+    time.sleep(1)
+    assert d3.pushes() == [] and records(d3) == []
+    assert d3.request("GET", "/readyz").json()["paused"] is False
+    assert len(writes(emu)) == 2
+    assert_alive(d3)
+
+
+def test_restart_with_state_file_follows_a_deployment_still_running(daemon, marathon, tmp_path):
+    """Killed while a 3 s deployment runs, restarted at once: the push comes back from the
+    state file, the app already carries its digest and the deployment still runs, so the new
+    daemon follows it to its end and reports it succeeded, without writing again."""
+    state = str(tmp_path / "state")
+    emu = marathon([app("/staging/a", IMG, pattern="strava/a:*")])
+    emu.set_behaviour("/staging/a", "succeed", seconds=3, times=1)
+    d = start_daemon(daemon, emu, "--state-file", state)
+    a1, _ = push(repo="strava/a", tag="a1")
+    d.post_event(a1)
+    wait_for(lambda: any(r["state"] == "deploying" for r in records(d, "/staging/a")),
+             what="a1 deploying")
+    d.proc.kill()
+    d.proc.wait(timeout=5)
+    assert emu.list_deployments()
+    d2 = start_daemon(daemon, emu, "--state-file", state)
+    rec = wait_records(d2, "/staging/a", timeout=10)[0]
+    assert rec["state"] == "succeeded", rec
+    assert len(writes(emu, "/staging/a")) == 1
+    assert_alive(d2)
+
+
+def test_sigterm_keeps_queued_pushes_in_the_state_file(daemon, marathon, tmp_path):
+    """Pushes waiting in a paused queue at SIGTERM are kept, not dropped: the log says so, and
+    the next start (still paused) deploys them once resumed."""
+    state = str(tmp_path / "state")
+    emu = marathon([app("/staging/a", IMG, pattern="strava/a:*")])
+    d = start_daemon(daemon, emu, "--admin-token", ADMIN, "--state-file", state)
+    pause(d)
+    a1, _ = push(repo="strava/a", tag="a1")
+    assert d.post_event(a1).status == 202
+    assert d.stop() == 0
+    assert "push not deployed yet: kept in the state file for the next start" in log_msgs(d)
+    d2 = start_daemon(daemon, emu, "--admin-token", ADMIN, "--state-file", state)
+    assert [p["tag"] for p in d2.pushes()] == ["a1"]
+    resume(d2)
+    assert wait_records(d2, "/staging/a")[0]["state"] == "succeeded"
+    assert len(writes(emu)) == 1
+
+
+def test_unwritable_state_file_is_refused_at_start(marathon, tmp_path):
+    """A state file that cannot be written stops the start (exit 2) with the path and the
+    reason, rather than accepting pushes it would lose."""
+    emu = marathon([app("/staging/a", IMG, pattern="strava/a:*")])
+    bad = str(tmp_path / "no" / "such" / "dir" / "state")
+    r = run_cli("--listen", "127.0.0.1:0", "--marathon-url", emu.url, "--state-file", bad)
+    assert r.returncode == 2, (r.returncode, r.stderr[-500:])
+    assert "cannot use the state file" in r.stderr and bad in r.stderr, r.stderr[-500:]
 
 
 def test_sigkill_while_deployment_hangs_then_restart_does_not_claim_unchanged(daemon, marathon):
