@@ -20,7 +20,9 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -272,6 +274,21 @@ struct journal *journal_open(const char *path, struct push **pending, size_t *n_
     *pending = NULL;
     *n_pending = 0;
     *paused = 0;
+    /* The file is replaced by rename at each compaction: it must be a regular file, and a
+     * symbolic link is followed once here so that the link itself stays in place. */
+    struct stat st;
+    char real[PATH_MAX];
+    if (stat(path, &st) == 0) {
+        if (!S_ISREG(st.st_mode)) {
+            snprintf(err, errlen, "the state file %s is not a regular file", path);
+            return NULL;
+        }
+        if (!realpath(path, real)) {
+            snprintf(err, errlen, "cannot resolve the state file %s: %s", path, strerror(errno));
+            return NULL;
+        }
+        path = real;
+    }
     struct journal *j = calloc(1, sizeof *j);
     if (!j || !(j->path = strdup(path))) {
         free(j);

@@ -228,6 +228,38 @@ static void test_unwritable_path(void)
         journal_open("/nonexistent-dir/state", &pending, &n, &paused, err, sizeof err);
     CHECK(j == NULL, "a path that cannot be written is refused at start");
     CHECK(strstr(err, "/nonexistent-dir/state") != NULL, "naming the path: %s", err);
+    j = journal_open("/dev/null", &pending, &n, &paused, err, sizeof err);
+    CHECK(j == NULL && strstr(err, "not a regular file"), "a device is refused: %s", err);
+    struct stat st;
+    CHECK(stat("/dev/null", &st) == 0 && S_ISCHR(st.st_mode), "and left as it was");
+}
+
+static void test_symlink_is_kept(void)
+{
+    unlink(path);
+    char target[160], link_path[160];
+    snprintf(target, sizeof target, "%s/real-state", dir);
+    snprintf(link_path, sizeof link_path, "%s/link", dir);
+    FILE *f = fopen(target, "w");
+    fclose(f);
+    CHECK(symlink(target, link_path) == 0, "symlink made");
+    struct push *pending;
+    size_t n;
+    int paused;
+    char err[256] = "";
+    struct journal *j = journal_open(link_path, &pending, &n, &paused, err, sizeof err);
+    CHECK(j != NULL, "opened through a link: %s", err);
+    struct push a = mk("master-1", 'a');
+    journal_add(j, &a);
+    journal_close(j);
+    struct stat st;
+    CHECK(lstat(link_path, &st) == 0 && S_ISLNK(st.st_mode), "the link is still a link");
+    j = journal_open(link_path, &pending, &n, &paused, err, sizeof err);
+    CHECK(j != NULL && n == 1, "and the push is found through it");
+    free(pending);
+    journal_close(j);
+    unlink(link_path);
+    unlink(target);
 }
 
 int main(void)
@@ -241,6 +273,7 @@ int main(void)
     test_compaction_when_idle();
     test_queue_hooks();
     test_unwritable_path();
+    test_symlink_is_kept();
     unlink(path);
     char tmp[160];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);

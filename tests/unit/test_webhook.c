@@ -72,6 +72,38 @@ static void test_answers(void)
     pushq_free(q);
 }
 
+static int refuse(struct push *p, void *ctx)
+{
+    (void)p;
+    (void)ctx;
+    return -1;
+}
+
+/* The state file cannot record a push: 503 saying so, nothing queued, the retry accepted. */
+static void test_unsaved_push_is_deferred(void)
+{
+    struct pushq *q = pushq_new(10, 100, 10);
+    struct pushq_hooks h = {refuse, NULL, NULL};
+    pushq_set_hooks(q, &h);
+    struct buf r;
+    buf_init(&r, 1 << 16);
+    double before = metrics_get("autodeploy_events_total", "result", "deferred");
+    CHECK(handle(q, "tests/fixtures/registry/push_oci_manifest.json", &r) == 503,
+          "unsaved push: 503 (%s)", r.data);
+    CHECK(strstr(r.data, "state file") != NULL && field(r.data, "deferred") == 1,
+          "503 names the state file: %s", r.data);
+    CHECK(pushq_depth(q) == 0, "nothing queued");
+    CHECK(metrics_get("autodeploy_events_total", "result", "deferred") == before + 1,
+          "counted as deferred");
+    struct pushq_hooks none = {NULL, NULL, NULL};
+    pushq_set_hooks(q, &none);
+    CHECK(handle(q, "tests/fixtures/registry/push_oci_manifest.json", &r) == 202 &&
+              field(r.data, "accepted") == 1,
+          "the registry's retry is accepted once the file works: %s", r.data);
+    buf_free(&r);
+    pushq_free(q);
+}
+
 struct refcase {
     int kind; /* 0 repo, 1 tag, 2 digest, 3 host */
     const char *s;
@@ -163,6 +195,7 @@ int main(void)
 {
     log_setup(LOG_ERROR, LOG_FORMAT_JSON);
     test_answers();
+    test_unsaved_push_is_deferred();
     test_reference();
     test_secret_equal();
     return TEST_DONE("test_webhook");
