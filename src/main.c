@@ -12,6 +12,7 @@
 #include "follow.h"
 #include "httpc.h"
 #include "journal.h"
+#include "jsonmem.h"
 #include "log.h"
 #include "marathon.h"
 #include "match.h"
@@ -191,6 +192,7 @@ int main(int argc, char **argv)
     struct journal *journal = NULL;
 
     if (argc > 1 && strcmp(argv[1], "match") == 0) return match_cli_main(argc - 1, argv + 1);
+    json_arena_install();
 
     if (config_load(&cfg, argc, argv, environ, &action, err, sizeof err) < 0) {
         fprintf(stderr, "autodeployd: %s\n", err);

@@ -5,6 +5,7 @@
 #include "webhook.h"
 
 #include "event.h"
+#include "jsonmem.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -81,7 +82,11 @@ int webhook_handle(struct pushq *q, const char *body, size_t len, struct buf *re
 {
     char err[256];
     struct tally t = {.q = q};
-    if (event_parse_envelope(body, len, on_event, &t, err, sizeof err) < 0) {
+    /* The parse tree lives in this thread's JSON arena; on_event keeps nothing of it. */
+    json_arena_begin();
+    int parsed = event_parse_envelope(body, len, on_event, &t, err, sizeof err);
+    json_arena_end();
+    if (parsed < 0) {
         log_warn("webhook body refused", "error", err, NULL);
         buf_adds(resp, "{\"error\":");
         buf_add_json_string(resp, err);

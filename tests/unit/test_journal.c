@@ -279,5 +279,5 @@ int main(void)
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     unlink(tmp);
     rmdir(dir);
-    return TEST_DONE("journal");
+    return TEST_DONE("test_journal");
 }

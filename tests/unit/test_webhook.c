@@ -2,6 +2,7 @@
  * test_webhook.c: the webhook's answers (202 counts, 400 reasons, 503 back-pressure and the
  * retry that follows it), Docker reference grammar checks, and the constant-time compare.
  */
+#include "jsonmem.h"
 #include "log.h"
 #include "metrics.h"
 #include "reference.h"
@@ -104,6 +105,48 @@ static void test_unsaved_push_is_deferred(void)
     pushq_free(q);
 }
 
+/* The JSON arena (jsonmem.h): the same answers with it, a big envelope that overflows it into
+ * malloc still parses whole, and nothing is left behind (valgrind checks the leaks). */
+static void test_json_arena(void)
+{
+    struct pushq *q = pushq_new(5000, 10000, 10);
+    struct buf r;
+    buf_init(&r, 1 << 16);
+    json_arena_begin();
+    cJSON *probe = cJSON_Parse("{\"a\":[1,2,3],\"b\":\"x\"}");
+    unsigned long used = json_arena_used();
+    cJSON_Delete(probe);
+    json_arena_end();
+#if defined(__SANITIZE_ADDRESS__)
+    CHECK(used == 0, "sanitizer build: the arena is off so ASan sees every allocation");
+#else
+    CHECK(used > 0, "inside a scope cJSON allocates from the arena (%lu bytes)", used);
+#endif
+    CHECK(json_arena_used() == 0, "and the scope's end releases it");
+
+    /* 2,000 events: far more than the arena holds. */
+    struct buf big;
+    buf_init(&big, 4 << 20);
+    buf_adds(&big, "{\"events\":[");
+    for (int i = 0; i < 2000; i++)
+        buf_printf(
+            &big,
+            "%s{\"id\":\"ev-%d\",\"timestamp\":\"2026-11-25T10:00:00Z\",\"action\":\"push\","
+            "\"target\":{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
+            "\"digest\":\"sha256:%064d\",\"repository\":\"strava/foo\",\"tag\":\"b-%d\"},"
+            "\"request\":{\"host\":\"registry.example.com:5000\"},\"actor\":{\"name\":\"ci\"}}",
+            i ? "," : "", i, i, i);
+    buf_adds(&big, "]}");
+    buf_reset(&r);
+    int st = webhook_handle(q, big.data, big.len, &r);
+    CHECK(st == 202 && field(r.data, "accepted") == 2000, "2,000 events parsed whole: %d %.120s",
+          st, r.data);
+    CHECK(pushq_depth(q) == 2000, "and queued (%zu)", pushq_depth(q));
+    buf_free(&big);
+    buf_free(&r);
+    pushq_free(q);
+}
+
 struct refcase {
     int kind; /* 0 repo, 1 tag, 2 digest, 3 host */
     const char *s;
@@ -194,7 +237,9 @@ static void test_secret_equal(void)
 int main(void)
 {
     log_setup(LOG_ERROR, LOG_FORMAT_JSON);
+    json_arena_install(); /* as the daemon does: every webhook test goes through the arena */
     test_answers();
+    test_json_arena();
     test_unsaved_push_is_deferred();
     test_reference();
     test_secret_equal();
