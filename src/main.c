@@ -76,6 +76,11 @@ static void *record_only_main(void *arg)
     return NULL;
 }
 
+static double journal_gauge(void *ctx)
+{
+    return (double)journal_pending(ctx);
+}
+
 static int journal_accepted(struct push *p, void *ctx)
 {
     return journal_add(ctx, p);
@@ -101,6 +106,9 @@ static struct journal *restore(const struct config *cfg, struct pushq *q)
     }
     struct pushq_hooks h = {journal_accepted, journal_paused, j};
     pushq_set_hooks(q, &h);
+    metrics_declare_gauge_fn("autodeploy_state_pending",
+                             "Accepted pushes whose work has not ended (kept in --state-file).",
+                             journal_gauge, j);
     if (paused) {
         pushq_set_paused(q, 1);
         log_warn("deployments stay paused: an operator paused them before the restart "

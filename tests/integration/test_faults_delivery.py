@@ -379,6 +379,7 @@ def test_sigkill_and_restart_with_state_file(daemon, marathon, tmp_path):
 
     d2 = start_daemon(daemon, emu, "--admin-token", ADMIN, "--state-file", state)
     assert sorted(p["tag"] for p in d2.pushes()) == ["a1", "b1"]
+    assert d2.metrics()["autodeploy_state_pending"] == 2
     assert d2.request("GET", "/readyz").json()["paused"] is True
     time.sleep(0.5)
     assert records(d2) == [] and writes(emu, "/staging/b") == []  # both wait for the resume
@@ -387,6 +388,7 @@ def test_sigkill_and_restart_with_state_file(daemon, marathon, tmp_path):
     assert wait_records(d2, "/staging/b")[0]["state"] == "succeeded"
     assert len(writes(emu, "/staging/a")) == 1 and len(writes(emu, "/staging/b")) == 1
     assert "pushes accepted before the restart and not finished are queued again" in log_msgs(d2)
+    wait_for(lambda: d2.metrics()["autodeploy_state_pending"] == 0, what="all done in the file")
     d2.proc.kill()
     d2.proc.wait(timeout=5)
 
