@@ -95,11 +95,13 @@ if [ $unit_only -eq 0 ]; then
     [ $rc -eq 0 ] || status=1
 
     if [ $quick -eq 0 ]; then
-        echo "== end-to-end scenario with the daemon under valgrind memcheck"
+        echo "== end-to-end scenarios and the webhook surface, release build under valgrind memcheck"
         AUTODEPLOYD_WRAPPER="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite" \
             AUTODEPLOYD="$(pwd)/bin/autodeployd" /usr/bin/python3 -m pytest -q -p no:cacheprovider \
             "tests/integration/test_deploy.py::test_push_deploys_full_container_and_labels" \
             "tests/integration/test_slack_deploy.py::test_failed_deploy_messages_escape_task_message" \
+            "tests/integration/test_faults_delivery.py::test_sigterm_keeps_queued_pushes_in_the_state_file" \
+            tests/integration/test_http.py \
             >"$log" 2>&1
         rc=$?
         tail -n 5 "$log"
