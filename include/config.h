@@ -31,6 +31,7 @@ struct config {
     long dedup_size;
     long recent_pushes;
     long http_threads;
+    long max_conns_per_ip; /* 0: no limit */
     long http_timeout_ms;
     char *log_level;
     char *log_format;

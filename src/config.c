@@ -142,6 +142,8 @@ static const struct opt opts[] = {
     {"recent-pushes", OPT_LONG, OFF(recent_pushes), "100", 1, 100000, "N",
      "accepted pushes kept for GET /v1/pushes", NULL, 0},
     {"http-threads", OPT_LONG, OFF(http_threads), "2", 1, 64, "N", "HTTP server threads", NULL, 0},
+    {"max-connections-per-ip", OPT_LONG, OFF(max_conns_per_ip), "64", 0, 512, "N",
+     "HTTP connections one client address may hold at once (0: no limit)", NULL, 0},
     {"http-timeout", OPT_DURATION, OFF(http_timeout_ms), "10s", 1000, 3600L * 1000, "DURATION",
      "a request must arrive in full within this (slow or idle clients are cut off)", NULL, 0},
     {"log-level", OPT_STRING, OFF(log_level), "info", 0, 0, "LEVEL", "debug, info, warn or error",

@@ -547,9 +547,31 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     *con_cls = NULL;
 }
 
+/* libmicrohttpd's own messages. A flood of refused connections (connection or per-address
+ * limit) would write a line each: at most 10 lines per 10 s, then how many were left out. */
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    static int64_t window;
+    static unsigned long lines, dropped;
+    int64_t now = now_ms();
+    char left_out[24] = "";
+    pthread_mutex_lock(&mu);
+    if (now - window >= 10000) {
+        if (dropped) snprintf(left_out, sizeof left_out, "%lu", dropped);
+        window = now;
+        lines = dropped = 0;
+    }
+    int show = lines < 10;
+    if (show)
+        lines++;
+    else
+        dropped++;
+    pthread_mutex_unlock(&mu);
+    if (left_out[0])
+        log_warn("http server: messages left out in the last 10 s", "count", left_out, NULL);
+    if (!show) return;
     char msg[512];
     vsnprintf(msg, sizeof msg, fmt, ap);
     msg[strcspn(msg, "\r\n")] = '\0';
@@ -626,7 +648,8 @@ struct server *server_start(const struct config *cfg, struct pushq *q, struct de
         (unsigned int)cfg->http_threads, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned int)((cfg->http_timeout_ms + 999) / 1000), MHD_OPTION_CONNECTION_LIMIT,
         (unsigned int)512, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned int)cfg->max_conns_per_ip, MHD_OPTION_END);
     if (!s->mhd) {
         snprintf(err, errlen, "cannot listen on %s (address in use or not available)", cfg->listen);
         goto fail;

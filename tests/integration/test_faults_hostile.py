@@ -397,6 +397,43 @@ def test_slow_loris_idle_connections_are_closed_and_others_served(daemon):
     assert_alive(d)
 
 
+def test_one_address_cannot_take_every_connection(daemon):
+    """A client address holding --max-connections-per-ip connections (idle, half a request
+    line) gets no more, while another address is served at once; the refusals do not flood
+    the log."""
+    d = daemon(args=["--max-connections-per-ip", "8", "--http-timeout", "30s"])
+    held = []
+    for _ in range(8):
+        s = socket.create_connection(("127.0.0.1", d.port), timeout=2)
+        s.sendall(b"POST /v1/webhooks/regi")
+        held.append(s)
+    time.sleep(0.2)
+    refused = 0
+    for _ in range(40):
+        s = socket.create_connection(("127.0.0.1", d.port), timeout=2)
+        try:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            if s.recv(100) == b"":
+                refused += 1
+        except (ConnectionResetError, BrokenPipeError):
+            refused += 1
+        finally:
+            s.close()
+    assert refused == 40, f"{40 - refused} of 40 extra connections from one address served"
+    other = socket.create_connection(("127.0.0.1", d.port), timeout=2,
+                                     source_address=("127.0.0.2", 0))
+    other.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert status_of(other.recv(4096)) == 200
+    other.close()
+    for s in held:
+        s.close()
+    wait_for(lambda: d.request("GET", "/healthz", timeout=1).status == 200, timeout=5,
+             what="the address is served again once its connections are gone")
+    lines = [r for r in d.logs() if r.get("msg", "").startswith("http server")]
+    assert len(lines) <= 11, len(lines)
+    assert_alive(d)
+
+
 def test_slow_body_is_cut_off_at_the_timeout(daemon):
     """A client declares a body and stalls halfway: closed after --http-timeout, nothing
     queued; a concurrent normal request is answered meanwhile."""
