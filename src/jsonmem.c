@@ -4,6 +4,7 @@
 #include "jsonmem.h"
 
 #include <cjson/cJSON.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -20,10 +21,18 @@
 
 #define ARENA_BYTES (48 * 1024) /* a typical envelope needs 10-20 KiB */
 
-/* Static TLS: a thread that never parses a webhook never touches its pages. */
-static __thread _Alignas(16) unsigned char arena[ARENA_BYTES];
+/* Allocated on a thread's first scope (only the HTTP server's threads have one), freed when
+ * the thread exits. Not static TLS: glibc would zero that in every thread at its start. */
+static __thread unsigned char *arena;
 static __thread size_t used;
 static __thread int active;
+static pthread_key_t arena_key;
+static pthread_once_t arena_once = PTHREAD_ONCE_INIT;
+
+static void arena_key_make(void)
+{
+    pthread_key_create(&arena_key, free);
+}
 
 static void *arena_malloc(size_t n)
 {
@@ -41,7 +50,7 @@ static void *arena_malloc(size_t n)
 static void arena_free(void *p)
 {
     uintptr_t a = (uintptr_t)p, lo = (uintptr_t)arena;
-    if (a >= lo && a < lo + ARENA_BYTES) return; /* released as a whole at the scope's end */
+    if (arena && a >= lo && a < lo + ARENA_BYTES) return; /* released with the scope */
     free(p);
 }
 
@@ -54,7 +63,14 @@ void json_arena_install(void)
 void json_arena_begin(void)
 {
     used = 0;
-    active = !ARENA_OFF;
+    if (ARENA_OFF) return;
+    if (!arena) {
+        pthread_once(&arena_once, arena_key_make);
+        arena = malloc(ARENA_BYTES);
+        if (!arena) return; /* plain malloc then */
+        pthread_setspecific(arena_key, arena);
+    }
+    active = 1;
 }
 
 void json_arena_end(void)
