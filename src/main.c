@@ -117,8 +117,13 @@ static struct journal *restore(const struct config *cfg, struct pushq *q)
     }
     size_t queued = 0;
     for (size_t i = 0; i < n; i++) {
-        if (pushq_offer(q, &pending[i]) == PUSHQ_ACCEPTED) {
+        enum pushq_result r = pushq_offer(q, &pending[i]);
+        if (r == PUSHQ_ACCEPTED) {
             queued++;
+            continue;
+        }
+        if (r == PUSHQ_DUPLICATE) { /* the same push is already queued from the file */
+            journal_release(j, pending[i].jid);
             continue;
         }
         log_warn("push from the state file not queued (queue full); kept for the next start",
