@@ -35,6 +35,7 @@ struct push {
     char pusher[PUSH_PUSHER_MAX]; /* actor.name; control characters removed, may be "" */
     unsigned long long seq;       /* set by the queue when accepted: its place in the records */
     unsigned long long jid;       /* id in the state file (journal.h); 0 when not journaled */
+    int replayed;                 /* queued again from the state file at start */
 };
 
 enum event_verdict { EVENT_PUSH = 0, EVENT_IGNORED, EVENT_REJECTED };

@@ -557,7 +557,9 @@ static void dispatch(struct deployer *d, const struct push *p, const struct list
         o += (size_t)snprintf(pushed.apps + o, sizeof pushed.apps - o, "%s%s", i ? ", " : "",
                               targets[i]);
     pushed.n_apps = n;
-    report_emit(&pushed);
+    /* A push queued again from the state file was announced before the restart (or is
+     * announced by its deployments now): no second "Pushed" message. */
+    if (!p->replayed) report_emit(&pushed);
     log_info(n ? "push matches apps" : "push matches no app", "repository", p->repository, "tag",
              p->tag, "apps", pushed.apps, NULL);
     for (int i = 0; i < n; i++)

@@ -327,6 +327,7 @@ struct journal *journal_open(const char *path, struct push **pending, size_t *n_
             struct push *p = &(*pending)[*n_pending];
             if (push_parse(cJSON_GetObjectItemCaseSensitive(o, "push"), p) == 0) {
                 p->jid = e->id;
+                p->replayed = 1;
                 (*n_pending)++;
             }
             cJSON_Delete(o);

@@ -379,6 +379,7 @@ def test_sigkill_and_restart_with_state_file(daemon, marathon, tmp_path):
 
     d2 = start_daemon(daemon, emu, "--admin-token", ADMIN, "--state-file", state)
     assert sorted(p["tag"] for p in d2.pushes()) == ["a1", "b1"]
+    assert all(p["replayed"] for p in d2.pushes())
     assert d2.metrics()["autodeploy_state_pending"] == 2
     assert d2.request("GET", "/readyz").json()["paused"] is True
     time.sleep(0.5)

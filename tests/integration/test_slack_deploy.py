@@ -139,3 +139,23 @@ def test_app_channel_override(daemon, marathon, slack):
     wait_records(d, "/staging/foo")
     msgs = texts(slack, 2)
     assert all(m.get("channel") == "#team-foo" for m in msgs)
+
+
+def test_replayed_push_is_not_announced_twice(daemon, marathon, slack, tmp_path):
+    """A push waiting in a paused queue when autodeployd stops comes back from --state-file;
+    after the resume the channel hears how its deployment went, and no second 'Pushed'."""
+    from faults_helpers import ADMIN, pause, resume
+    state = str(tmp_path / "state")
+    emu = marathon([app("/staging/foo", IMG)])
+    d = run(daemon, emu, slack, "--admin-token", ADMIN, "--state-file", state)
+    pause(d)
+    d.post_event(push(tag="master-7", pusher="alice")[0])
+    assert d.stop() == 0
+    before = len(texts(slack, 1))  # the pause message
+    d2 = run(daemon, emu, slack, "--admin-token", ADMIN, "--state-file", state)
+    resume(d2)
+    assert wait_records(d2, "/staging/foo")[0]["state"] == "succeeded"
+    msgs = texts(slack, before + 3)[before:]
+    assert [m["text"].split(" ")[0] for m in msgs] == ["Deployments", "Deploying", "Deployed"], \
+        [m["text"] for m in msgs]
+    assert msgs[1]["text"] == "Deploying strava/foo-service:master-7 to /staging/foo, pushed by alice"

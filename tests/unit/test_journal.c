@@ -89,6 +89,7 @@ static void test_pending_survive_and_done_do_not(void)
         CHECK_STR(pending[0].timestamp, "2026-11-25T10:00:00Z");
         CHECK(pending[0].timestamp_ns == b.timestamp_ns, "event time kept");
         CHECK(pending[0].seq == 0, "the queue gives a new seq");
+        CHECK(pending[0].replayed && pending[1].replayed, "marked as replayed");
     }
     /* A replayed push keeps its id; a new one continues after the highest. */
     struct push d = mk("master-4", 'd');
