@@ -107,6 +107,16 @@ static char *push_line(const struct push *p, unsigned long long id)
     return b.data; /* the buffer's storage, NUL-terminated, now owned by the caller */
 }
 
+/* A JSON number that is an id: a whole number from 1 to 2^53. */
+static int as_id(const cJSON *v, unsigned long long *out)
+{
+    if (!cJSON_IsNumber(v)) return -1;
+    double d = v->valuedouble;
+    if (!(d >= 1 && d <= 9007199254740992.0) || d != (double)(unsigned long long)d) return -1;
+    *out = (unsigned long long)d;
+    return 0;
+}
+
 static int copy_str(const cJSON *o, const char *k, char *dst, size_t n)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
@@ -127,7 +137,8 @@ static int push_parse(const cJSON *o, struct push *p)
         copy_str(o, "tag", p->tag, sizeof p->tag) < 0 ||
         copy_str(o, "digest", p->digest, sizeof p->digest) < 0 ||
         copy_str(o, "media_type", p->media_type, sizeof p->media_type) < 0 ||
-        copy_str(o, "pusher", p->pusher, sizeof p->pusher) < 0 || !cJSON_IsNumber(ns))
+        copy_str(o, "pusher", p->pusher, sizeof p->pusher) < 0 || !cJSON_IsNumber(ns) ||
+        !(ns->valuedouble >= -9.2e18 && ns->valuedouble <= 9.2e18))
         return -1;
     p->timestamp_ns = (int64_t)ns->valuedouble;
     if (!ref_valid_repository(p->repository) || !ref_valid_tag(p->tag) ||
@@ -239,17 +250,16 @@ static long load(struct journal *j)
         const cJSON *done = cJSON_GetObjectItemCaseSensitive(o, "done");
         const cJSON *paused = cJSON_GetObjectItemCaseSensitive(o, "paused");
         struct push p;
-        if (cJSON_IsNumber(id) && id->valuedouble >= 1 && cJSON_IsObject(pj) &&
-            push_parse(pj, &p) == 0) {
-            unsigned long long n = (unsigned long long)id->valuedouble;
+        unsigned long long n;
+        if (as_id(id, &n) == 0 && cJSON_IsObject(pj) && push_parse(pj, &p) == 0) {
             char *copy = push_line(&p, n); /* normalised, with its newline */
             if (!copy || entry_find(j, n) || !entry_append(j, n, copy)) {
                 free(copy);
                 bad++;
             }
             if (n >= j->next_id) j->next_id = n + 1;
-        } else if (cJSON_IsNumber(done)) {
-            struct entry *e = entry_find(j, (unsigned long long)done->valuedouble);
+        } else if (as_id(done, &n) == 0) {
+            struct entry *e = entry_find(j, n);
             if (e) entry_unlink(j, e);
         } else if (cJSON_IsBool(paused)) {
             j->paused = cJSON_IsTrue(paused);

@@ -14,6 +14,9 @@ for bin in "$@"; do
     fuzz_event) cp tests/fixtures/registry/*.json tests/fixtures/registry/other/*.json "$corpus"/ ;;
     fuzz_listing) cp tests/fixtures/marathon/apps_list_legacy.json "$corpus"/
         printf '{"apps":[{"id":"/a","labels":{"autodeploy":"x:*"},"container":{"docker":{"image":"r/x:1"}}}]}' >"$corpus/seed1" ;;
+    fuzz_journal) printf '%s\n%s\n%s\n' \
+            '{"id":3,"push":{"event_id":"e","timestamp":"2026-11-25T10:00:00Z","timestamp_ns":1,"host":"registry.example.com:5000","repository":"strava/foo","tag":"master-1","digest":"sha256:0a8f49daa4bed3dedfe82c8acaae7d39486b2dae264c0dbf63cae52d59e5c9e2","media_type":"","pusher":"alice"}}' \
+            '{"paused":true}' '{"done":2}' >"$corpus/seed1" ;;
     fuzz_sse) printf 'event: deployment_success\r\ndata: {"id":"x"}\r\n\r\n\r\n' >"$corpus/seed1" ;;
     fuzz_pattern | fuzz_semver)
         cut -f1 tests/fixtures/match_cases.tsv | grep -v '^#' | head -200 |
