@@ -9,7 +9,8 @@
  * libmicrohttpd's connection timeout only closes connections that are idle; a client that
  * trickles one byte now and then is never idle. So each connection also has a request
  * deadline: from the moment it opens (or its previous answer was sent), its whole request must
- * arrive within --http-timeout. A reaper thread shuts down the socket of any connection past
+ * arrive within --http-timeout, and from the moment the answer is queued, the client has as
+ * long again to read it. A reaper thread shuts down the socket of any connection past
  * its deadline, and libmicrohttpd then closes it as it would any connection the peer closed.
  * A connection waiting for a plan (suspended by us) has no deadline until it is resumed.
  */
@@ -250,6 +251,9 @@ static enum MHD_Result respond(struct MHD_Connection *c, int status, const char 
     if (hname) MHD_add_response_header(r, hname, hvalue);
     enum MHD_Result ret = MHD_queue_response(c, (unsigned int)status, r);
     MHD_destroy_response(r);
+    /* The request is in: the client now has a whole --http-timeout to read the answer. */
+    struct conn *k = conn_of(c);
+    if (k) __atomic_store_n(&k->since_ms, now_ms(), __ATOMIC_RELAXED);
     return ret;
 }
 
