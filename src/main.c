@@ -114,6 +114,13 @@ static struct journal *restore(const struct config *cfg, struct pushq *q)
         log_warn("deployments stay paused: an operator paused them before the restart "
                  "(POST /v1/resume to resume)",
                  NULL);
+        struct report rep; /* the channel learns that the freeze outlived the restart */
+        memset(&rep, 0, sizeof rep);
+        rep.kind = REPORT_PAUSED;
+        rep.instances = -1;
+        snprintf(rep.reason, sizeof rep.reason,
+                 "an operator before autodeployd restarted (kept in --state-file)");
+        report_emit(&rep);
     }
     size_t queued = 0;
     for (size_t i = 0; i < n; i++) {

@@ -142,8 +142,9 @@ def test_app_channel_override(daemon, marathon, slack):
 
 
 def test_replayed_push_is_not_announced_twice(daemon, marathon, slack, tmp_path):
-    """A push waiting in a paused queue when autodeployd stops comes back from --state-file;
-    after the resume the channel hears how its deployment went, and no second 'Pushed'."""
+    """A push waiting in a paused queue when autodeployd stops comes back from --state-file,
+    and so does the pause, which the channel is told of at the start. After the resume the
+    channel hears how the deployment went, and no second 'Pushed'."""
     from faults_helpers import ADMIN, pause, resume
     state = str(tmp_path / "state")
     emu = marathon([app("/staging/foo", IMG)])
@@ -155,7 +156,10 @@ def test_replayed_push_is_not_announced_twice(daemon, marathon, slack, tmp_path)
     d2 = run(daemon, emu, slack, "--admin-token", ADMIN, "--state-file", state)
     resume(d2)
     assert wait_records(d2, "/staging/foo")[0]["state"] == "succeeded"
-    msgs = texts(slack, before + 3)[before:]
-    assert [m["text"].split(" ")[0] for m in msgs] == ["Deployments", "Deploying", "Deployed"], \
+    msgs = texts(slack, before + 4)[before:]
+    assert [m["text"] for m in msgs[:2]] == [
+        "Deployments paused by an operator before autodeployd restarted (kept in --state-file)",
+        "Deployments resumed by an operator (POST /v1/resume)"]
+    assert [m["text"].split(" ")[0] for m in msgs[2:]] == ["Deploying", "Deployed"], \
         [m["text"] for m in msgs]
-    assert msgs[1]["text"] == "Deploying strava/foo-service:master-7 to /staging/foo, pushed by alice"
+    assert msgs[2]["text"] == "Deploying strava/foo-service:master-7 to /staging/foo, pushed by alice"
