@@ -868,6 +868,14 @@ static void run_job(struct deployer *d, struct job *job)
                 copy(version, sizeof version, jstr(app, "version"));
                 break;
             }
+            if (p->replayed) {
+                /* The channel may have seen this deployment start before the restart: close
+                 * the story instead of going quiet. */
+                finish_skipped(d, job->record, p, app_id, a.channel, "unchanged", REPORT_SKIPPED,
+                               "the app already runs this image and digest: its deployment "
+                               "ended while autodeployd was stopped");
+                goto out;
+            }
             record_set(d, job->record, "unchanged", NULL, NULL, NULL,
                        "the app already runs this image and digest", NULL);
             count_outcome("unchanged");

@@ -163,3 +163,26 @@ def test_replayed_push_is_not_announced_twice(daemon, marathon, slack, tmp_path)
     assert [m["text"].split(" ")[0] for m in msgs[2:]] == ["Deploying", "Deployed"], \
         [m["text"] for m in msgs]
     assert msgs[2]["text"] == "Deploying strava/foo-service:master-7 to /staging/foo, pushed by alice"
+
+
+def test_replayed_push_already_deployed_closes_the_story(daemon, marathon, slack, tmp_path):
+    """Killed while following a deployment that Marathon then finishes: after the restart the
+    push comes back from --state-file and finds the app done. The channel, which saw
+    'Deploying' before the crash, is told it ended while autodeployd was stopped."""
+    state = str(tmp_path / "state")
+    emu = marathon([app("/staging/foo", IMG)])
+    emu.set_behaviour("/staging/foo", "succeed", seconds=1.5, times=1)
+    d = run(daemon, emu, slack, "--state-file", state)
+    d.post_event(push(tag="master-8")[0])
+    wait_for(lambda: any(m["json"]["text"].startswith("Deploying") for m in slack.messages()
+                         if m["status"] == 200), what="Deploying announced")
+    d.proc.kill()
+    d.proc.wait(timeout=5)
+    wait_for(lambda: not emu.list_deployments(), what="Marathon finished it")
+    n = len(texts(slack, 2))
+    d2 = run(daemon, emu, slack, "--state-file", state)
+    assert wait_records(d2, "/staging/foo")[0]["state"] == "unchanged"
+    msgs = texts(slack, n + 1)[n:]
+    assert len(msgs) == 1 and msgs[0]["text"] == (
+        "Skipped deploying strava/foo-service:master-8 to /staging/foo: the app already runs "
+        "this image and digest: its deployment ended while autodeployd was stopped"), msgs
