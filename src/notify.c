@@ -234,6 +234,22 @@ static void add_app(struct msg *m, struct buf *b, const struct report *r)
     esc(m, b, r->app_id[0] ? r->app_id : "(unknown app)", NOTIFY_SUMMARY_MAX, NOTIFY_ONE_LINE);
 }
 
+/* A field holding the pushed image (the new one). */
+static void field_new_image(struct msg *m, const struct report *r, const char *title)
+{
+    struct buf *b = field(m, title, 0);
+    if (b) add_new_image(m, b, r);
+}
+
+/* The summary's opening most messages share: "<verb> <repository:tag> to <app>". */
+static void summary_ref_to_app(struct msg *m, const struct report *r, const char *verb)
+{
+    lit(m, &m->summary, verb);
+    add_ref(m, &m->summary, r);
+    lit(m, &m->summary, " to ");
+    add_app(m, &m->summary, r);
+}
+
 static void add_reason(struct msg *m, struct buf *b, const struct report *r)
 {
     if (!r->reason[0]) return;
@@ -350,10 +366,7 @@ static void compose_deploying(struct msg *m, const struct report *r, const struc
     notify_short_digest(r->old_digest, old_sd, sizeof old_sd);
     m->color = NOTIFY_COLOR_INFO;
 
-    lit(m, &m->summary, "Deploying ");
-    add_ref(m, &m->summary, r);
-    lit(m, &m->summary, " to ");
-    add_app(m, &m->summary, r);
+    summary_ref_to_app(m, r, "Deploying ");
     if (r->push.pusher[0]) {
         lit(m, &m->summary, ", pushed by ");
         esc(m, &m->summary, r->push.pusher, NOTIFY_SUMMARY_MAX, NOTIFY_ONE_LINE);
@@ -387,18 +400,14 @@ static void compose_deployed(struct msg *m, const struct report *r, const struct
     format_duration(r->duration_s, dur, sizeof dur);
     m->color = NOTIFY_COLOR_GOOD;
 
-    lit(m, &m->summary, "Deployed ");
-    add_ref(m, &m->summary, r);
-    lit(m, &m->summary, " to ");
-    add_app(m, &m->summary, r);
+    summary_ref_to_app(m, r, "Deployed ");
     if (r->duration_s > 0) {
         lit(m, &m->summary, " in ");
         lit(m, &m->summary, dur);
     }
 
     app_title(m, r, o);
-    struct buf *b = field(m, "Image", 0);
-    if (b) add_new_image(m, b, r);
+    field_new_image(m, r, "Image");
     if (r->duration_s > 0) field_lit(m, "Duration", dur, 1);
     if (r->push.pusher[0]) field_user(m, "Pushed by", r->push.pusher, 1, NOTIFY_ONE_LINE);
 }
@@ -408,18 +417,14 @@ static void failure_fields(struct msg *m, const struct report *r)
 {
     if (r->reason[0]) field_user(m, "Reason", r->reason, 0, 0);
     if (r->task_message[0]) field_user(m, "Last task failure", r->task_message, 0, 0);
-    struct buf *b = field(m, "Image", 0);
-    if (b) add_new_image(m, b, r);
+    field_new_image(m, r, "Image");
     if (r->deployment_id[0]) field_user(m, "Deployment", r->deployment_id, 1, NOTIFY_ONE_LINE);
 }
 
 static void compose_failed(struct msg *m, const struct report *r, const struct notify_opts *o)
 {
     m->color = NOTIFY_COLOR_DANGER;
-    lit(m, &m->summary, "Failed to deploy ");
-    add_ref(m, &m->summary, r);
-    lit(m, &m->summary, " to ");
-    add_app(m, &m->summary, r);
+    summary_ref_to_app(m, r, "Failed to deploy ");
     add_reason(m, &m->summary, r);
 
     app_title(m, r, o);
@@ -434,10 +439,7 @@ static void compose_failed(struct msg *m, const struct report *r, const struct n
 static void compose_timed_out(struct msg *m, const struct report *r, const struct notify_opts *o)
 {
     m->color = NOTIFY_COLOR_DANGER;
-    lit(m, &m->summary, "Timed out deploying ");
-    add_ref(m, &m->summary, r);
-    lit(m, &m->summary, " to ");
-    add_app(m, &m->summary, r);
+    summary_ref_to_app(m, r, "Timed out deploying ");
     if (r->duration_s > 0) {
         char dur[32];
         format_duration(r->duration_s, dur, sizeof dur);
@@ -466,8 +468,7 @@ static void compose_rolled_back(struct msg *m, const struct report *r, const str
     if (r->old_image[0]) field_user(m, "Rolled back to", r->old_image, 0, NOTIFY_ONE_LINE);
     if (r->reason[0]) field_user(m, "Reason", r->reason, 0, 0);
     if (r->task_message[0]) field_user(m, "Last task failure", r->task_message, 0, 0);
-    struct buf *b = field(m, "Failed image", 0);
-    if (b) add_new_image(m, b, r);
+    field_new_image(m, r, "Failed image");
     if (r->deployment_id[0]) field_user(m, "Deployment", r->deployment_id, 1, NOTIFY_ONE_LINE);
 }
 
@@ -487,8 +488,7 @@ static void compose_rollback_failed(struct msg *m, const struct report *r,
     app_title(m, r, o);
     if (r->error[0]) field_user(m, "Marathon answered", r->error, 0, 0);
     if (r->reason[0]) field_user(m, "Why it was rolled back", r->reason, 0, 0);
-    struct buf *b = field(m, "Failed image", 0);
-    if (b) add_new_image(m, b, r);
+    field_new_image(m, r, "Failed image");
     if (r->old_image[0]) field_user(m, "Previous image", r->old_image, 0, NOTIFY_ONE_LINE);
     if (r->deployment_id[0]) field_user(m, "Deployment", r->deployment_id, 1, NOTIFY_ONE_LINE);
 }
@@ -504,40 +504,31 @@ static void compose_superseded(struct msg *m, const struct report *r, const stru
 
     app_title(m, r, o);
     if (r->reason[0]) field_user(m, "Reason", r->reason, 0, 0);
-    struct buf *b = field(m, "Image", 0);
-    if (b) add_new_image(m, b, r);
+    field_new_image(m, r, "Image");
 }
 
 static void compose_skipped(struct msg *m, const struct report *r, const struct notify_opts *o)
 {
     m->color = NOTIFY_COLOR_WARNING;
-    lit(m, &m->summary, "Skipped deploying ");
-    add_ref(m, &m->summary, r);
-    lit(m, &m->summary, " to ");
-    add_app(m, &m->summary, r);
+    summary_ref_to_app(m, r, "Skipped deploying ");
     add_reason(m, &m->summary, r);
 
     app_title(m, r, o);
     if (r->reason[0]) field_user(m, "Reason", r->reason, 0, 0);
     if (r->task_message[0]) field_user(m, "Last task failure", r->task_message, 0, 0);
-    struct buf *b = field(m, "Image", 0);
-    if (b) add_new_image(m, b, r);
+    field_new_image(m, r, "Image");
     if (r->push.pusher[0]) field_user(m, "Pushed by", r->push.pusher, 1, NOTIFY_ONE_LINE);
 }
 
 static void compose_interrupted(struct msg *m, const struct report *r, const struct notify_opts *o)
 {
     m->color = NOTIFY_COLOR_WARNING;
-    lit(m, &m->summary, "Stopped following ");
-    add_ref(m, &m->summary, r);
-    lit(m, &m->summary, " to ");
-    add_app(m, &m->summary, r);
+    summary_ref_to_app(m, r, "Stopped following ");
     add_reason(m, &m->summary, r);
 
     app_title(m, r, o);
     if (r->reason[0]) field_user(m, "Reason", r->reason, 0, 0);
-    struct buf *b = field(m, "Image", 0);
-    if (b) add_new_image(m, b, r);
+    field_new_image(m, r, "Image");
     if (r->deployment_id[0]) field_user(m, "Deployment", r->deployment_id, 1, NOTIFY_ONE_LINE);
 }
 
