@@ -41,6 +41,11 @@ int buf_add_json_escaped(struct buf *b, const char *s);
 /* Appends s as a complete JSON string with quotes, or null when s is NULL. */
 int buf_add_json_string(struct buf *b, const char *s);
 
+/* Formats an error message into err (errlen bytes); does nothing when err is NULL or errlen 0,
+ * for functions whose callers may not want the message. */
+void err_printf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Takes ownership of the data (NUL-terminated); the buffer is left empty. */
 char *buf_steal(struct buf *b);
 

@@ -128,3 +128,12 @@ char *buf_steal(struct buf *b)
     b->len = b->cap = 0;
     return d;
 }
+
+void err_printf(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    if (!err || errlen == 0) return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}

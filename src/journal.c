@@ -104,7 +104,7 @@ static char *push_line(const struct push *p, unsigned long long id)
         buf_free(&b);
         return NULL;
     }
-    return b.data; /* the buffer's storage, NUL-terminated, now owned by the caller */
+    return buf_steal(&b);
 }
 
 /* A JSON number that is an id: a whole number from 1 to 2^53. */

@@ -11,6 +11,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include "buf.h"
 #include "match.h"
 #include "semver.h"
 
@@ -68,15 +69,6 @@ struct cerr {
     size_t off;
     char msg[256];
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    if (!err || errlen == 0) return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static int cerr_set(struct cerr *e, size_t off, const char *fmt, ...)
 {
@@ -614,13 +606,13 @@ match_set *match_compile(const char *label_value, const struct match_opts *o, ch
     char *shown;
 
     if (!v) {
-        set_err(err, errlen, "column 1: no label value");
+        err_printf(err, errlen, "column 1: no label value");
         return NULL;
     }
     n = strlen(v);
     if (n > LABEL_MAX_LEN) {
-        set_err(err, errlen, "column %d: label value longer than %d bytes", LABEL_MAX_LEN + 1,
-                LABEL_MAX_LEN);
+        err_printf(err, errlen, "column %d: label value longer than %d bytes", LABEL_MAX_LEN + 1,
+                   LABEL_MAX_LEN);
         return NULL;
     }
     for (i = 0; i < n;) {
@@ -631,16 +623,16 @@ match_set *match_compile(const char *label_value, const struct match_opts *o, ch
             i++;
     }
     if (count == 0) {
-        set_err(err, errlen, "column 1: empty label value (no patterns)");
+        err_printf(err, errlen, "column 1: empty label value (no patterns)");
         return NULL;
     }
     if (count > MAX_PATTERNS) {
-        set_err(err, errlen, "column 1: more than %d patterns", MAX_PATTERNS);
+        err_printf(err, errlen, "column 1: more than %d patterns", MAX_PATTERNS);
         return NULL;
     }
     ms = calloc(1, sizeof(*ms) + count * sizeof(ms->pats[0]));
     if (!ms) {
-        set_err(err, errlen, "column 1: out of memory");
+        err_printf(err, errlen, "column 1: out of memory");
         return NULL;
     }
     atomic_init(&ms->refs, 1);
@@ -695,8 +687,8 @@ match_set *match_compile(const char *label_value, const struct match_opts *o, ch
 
 fail:
     shown = printable_dup(v + pat_at, pat_len);
-    set_err(err, errlen, "column %zu: %s in pattern \"%s\"", pat_at + e.off + 1, e.msg,
-            shown ? shown : "");
+    err_printf(err, errlen, "column %zu: %s in pattern \"%s\"", pat_at + e.off + 1, e.msg,
+               shown ? shown : "");
     free(shown);
     match_free(ms);
     return NULL;
@@ -1126,7 +1118,7 @@ static const match_set *entry_answer(struct centry *e, const char *app_id, char 
         atomic_fetch_add(&e->ms->refs, 1);
         return e->ms;
     }
-    set_err(err, errlen, "%s", e->err ? e->err : "invalid");
+    err_printf(err, errlen, "%s", e->err ? e->err : "invalid");
     if (first_error) *first_error = first_report(e, app_id);
     return NULL;
 }
@@ -1143,7 +1135,7 @@ const match_set *match_cache_get(match_cache *c, const char *label_value, const 
 
     if (first_error) *first_error = 0;
     if (!c || !label_value) {
-        set_err(err, errlen, "column 1: no label value");
+        err_printf(err, errlen, "column 1: no label value");
         return NULL;
     }
     n = strlen(label_value);
@@ -1172,7 +1164,7 @@ const match_set *match_cache_get(match_cache *c, const char *label_value, const 
     if (!ne || (!fresh && !ne->err)) {
         free(ne);
         if (!fresh) {
-            set_err(err, errlen, "%s", cerrbuf);
+            err_printf(err, errlen, "%s", cerrbuf);
             if (first_error) *first_error = 1;
         }
         return fresh; /* uncached: the caller's release frees it */

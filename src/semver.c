@@ -8,6 +8,8 @@
  */
 #include "semver.h"
 
+#include "buf.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,15 +54,6 @@ struct perr {
     size_t errlen;
     size_t off;
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    if (!err || errlen == 0) return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* Records a parse error at offset off as "offset OFF: MESSAGE"; returns -1. */
 static int fail(struct perr *pe, size_t off, const char *fmt, ...)
@@ -210,11 +203,11 @@ int semver_parse(const char *text, int allow_v, struct semver *out, char *err, s
     size_t i = 0;
 
     if (!text || !out) {
-        set_err(err, errlen, "no version");
+        err_printf(err, errlen, "no version");
         return -1;
     }
     if (strlen(text) > SEMVER_MAX_LEN) {
-        set_err(err, errlen, "longer than %d characters", SEMVER_MAX_LEN);
+        err_printf(err, errlen, "longer than %d characters", SEMVER_MAX_LEN);
         return -1;
     }
     if (allow_v && text[0] == 'v') i = 1;
@@ -454,12 +447,12 @@ int semver_range_test(const semver_range *r, const struct semver *v, char *why, 
         pre_blocked = 1;
     }
     if (pre_blocked)
-        set_err(why, whylen,
-                "is a pre-release and the range names no pre-release of %llu.%llu.%llu",
-                (unsigned long long)v->major, (unsigned long long)v->minor,
-                (unsigned long long)v->patch);
+        err_printf(why, whylen,
+                   "is a pre-release and the range names no pre-release of %llu.%llu.%llu",
+                   (unsigned long long)v->major, (unsigned long long)v->minor,
+                   (unsigned long long)v->patch);
     else
-        set_err(why, whylen, "is outside the range");
+        err_printf(why, whylen, "is outside the range");
     return 0;
 }
 
