@@ -441,6 +441,17 @@ static int list_apps(struct deployer *d, int64_t deadline, struct listing *out, 
 
 /* ---------------------------------------------------------------- per-app serialization */
 
+/* Hands a job to the workers; call with d->mu held. */
+static void ready_append(struct deployer *d, struct job *j)
+{
+    if (d->ready_tail)
+        d->ready_tail->next = j;
+    else
+        d->ready_head = j;
+    d->ready_tail = j;
+    pthread_cond_signal(&d->cv);
+}
+
 static void submit(struct deployer *d, const struct push *p, const char *app_id)
 {
     struct job *j = calloc(1, sizeof *j);
@@ -466,12 +477,7 @@ static void submit(struct deployer *d, const struct push *p, const char *app_id)
         copy(s->app_id, sizeof s->app_id, app_id);
         s->next = d->slots;
         d->slots = s;
-        if (d->ready_tail)
-            d->ready_tail->next = j;
-        else
-            d->ready_head = j;
-        d->ready_tail = j;
-        pthread_cond_signal(&d->cv);
+        ready_append(d, j);
     } else if (!s->pending) {
         s->pending = j;
     } else {
@@ -1105,12 +1111,7 @@ static void *worker_main(void *arg)
         if (s && s->pending) {
             struct job *n = s->pending;
             s->pending = NULL;
-            if (d->ready_tail)
-                d->ready_tail->next = n;
-            else
-                d->ready_head = n;
-            d->ready_tail = n;
-            pthread_cond_signal(&d->cv);
+            ready_append(d, n);
         } else if (s) {
             *sp = s->next;
             free(s);
