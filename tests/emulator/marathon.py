@@ -27,7 +27,6 @@ import argparse
 import base64
 import copy
 import datetime as _dt
-import http.server
 import json
 import os
 import queue
@@ -40,6 +39,8 @@ import threading
 import time
 import urllib.parse
 import uuid
+
+import httpbase
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.normpath(os.path.join(HERE, "..", "fixtures", "marathon"))
@@ -463,8 +464,8 @@ class MarathonEmulator:
         return "http://%s:%d" % (self.host, self.port)
 
     def start(self):
-        handler = type("Handler", (_Handler,), {"emu": self})
-        self.server = _Server((self.host, self.req_port), handler)
+        handler = type("Handler", (_Handler,), {"emu": self, "owner": self})
+        self.server = httpbase.Server((self.host, self.req_port), handler)
         t = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
                              name="marathon-http", daemon=True)
         t.start()
@@ -1116,56 +1117,9 @@ class MarathonEmulator:
 
 # --------------------------------------------------------------------------- HTTP layer
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 64
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Headers and body are written separately: without this, Nagle and delayed ACKs add
-    # ~40 ms to every answer on a kept-alive connection.
-    disable_nagle_algorithm = True
+class _Handler(httpbase.Handler):
     server_version = "Jetty(9.4.z)"
-    sys_version = ""
     emu: MarathonEmulator = None
-
-    def version_string(self):
-        return self.server_version
-
-    def log_message(self, fmt, *args):
-        self.emu.log("%s %s" % (self.address_string(), fmt % args))
-
-    def setup(self):
-        super().setup()
-        with self.emu.lock:
-            self.emu._conns.add(self.connection)
-
-    def finish(self):
-        try:
-            super().finish()
-        finally:
-            with self.emu.lock:
-                self.emu._conns.discard(self.connection)
-
-    # ---- plumbing
-    def _read_body(self):
-        te = (self.headers.get("Transfer-Encoding") or "").lower()
-        if "chunked" in te:
-            chunks = []
-            while True:
-                line = self.rfile.readline()
-                size = int(line.split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            return b"".join(chunks)
-        n = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(n) if n > 0 else b""
 
     def _send(self, status, body=None, headers=None, content_type="application/json"):
         if isinstance(body, (dict, list)):

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime as _dt
-import http.server
 import json
 import os
 import signal
@@ -33,6 +32,8 @@ import sys
 import threading
 import time
 import urllib.parse
+
+import httpbase
 
 
 def _iso(t):
@@ -69,8 +70,8 @@ class SlackSink:
         return self.url + "/services/T000/B000/XXXXXXXX"
 
     def start(self):
-        handler = type("SinkHandler", (_Handler,), {"sink": self})
-        self.server = _Server((self.host, self.req_port), handler)
+        handler = type("SinkHandler", (_Handler,), {"sink": self, "owner": self})
+        self.server = httpbase.Server((self.host, self.req_port), handler)
         self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="slack-sink", daemon=True)
         self._thread.start()
@@ -221,51 +222,9 @@ def _block_text(block):
     return "\n".join(parts)
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 64
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Headers and body are written separately: without this, Nagle and delayed ACKs add
-    # ~40 ms to every answer on a kept-alive connection.
-    disable_nagle_algorithm = True
+class _Handler(httpbase.Handler):
     server_version = "Apache"
     sink: SlackSink = None
-
-    def version_string(self):
-        return self.server_version
-
-    def log_message(self, fmt, *args):
-        self.sink.log("%s %s" % (self.address_string(), fmt % args))
-
-    def setup(self):
-        super().setup()
-        with self.sink.lock:
-            self.sink._conns.add(self.connection)
-
-    def finish(self):
-        try:
-            super().finish()
-        finally:
-            with self.sink.lock:
-                self.sink._conns.discard(self.connection)
-
-    def _read_body(self):
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        n = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(n) if n > 0 else b""
 
     def _send(self, status, body, ctype="text/html", headers=None):
         data = body.encode("utf-8") if isinstance(body, str) else (
