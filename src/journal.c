@@ -5,8 +5,8 @@
  *         {"done":N}              everything push N caused has ended
  *         {"paused":true|false}   an operator paused or resumed
  *
- * Pending pushes are kept in memory too (with their line), in order, so that compaction can
- * rewrite the file without reading it back.
+ * Pending pushes are kept in memory too, in order, so that compaction can rewrite the file
+ * without reading it back and a start can hand them out as they were read.
  */
 #include "journal.h"
 
@@ -33,7 +33,7 @@
 struct entry {
     unsigned long long id;
     int refs;
-    char *line; /* with its newline */
+    struct push p;
     struct entry *prev, *next;
 };
 
@@ -158,17 +158,16 @@ static void entry_unlink(struct journal *j, struct entry *e)
     else
         j->tail = e->prev;
     j->n--;
-    free(e->line);
     free(e);
 }
 
-static struct entry *entry_append(struct journal *j, unsigned long long id, char *line)
+static struct entry *entry_append(struct journal *j, unsigned long long id, const struct push *p)
 {
     struct entry *e = calloc(1, sizeof *e);
     if (!e) return NULL;
     e->id = id;
     e->refs = 1;
-    e->line = line;
+    e->p = *p;
     e->prev = j->tail;
     if (j->tail)
         j->tail->next = e;
@@ -203,9 +202,11 @@ static int rewrite(struct journal *j)
     int ok = fd >= 0;
     off_t size = 0;
     for (struct entry *e = j->head; ok && e; e = e->next) {
-        size_t len = strlen(e->line);
-        ok = write(fd, e->line, len) == (ssize_t)len;
+        char *line = push_line(&e->p, e->id);
+        size_t len = line ? strlen(line) : 0;
+        ok = line && write(fd, line, len) == (ssize_t)len;
         size += (off_t)len;
+        free(line);
     }
     if (ok && j->paused) {
         const char *l = paused_line(1);
@@ -252,11 +253,7 @@ static long load(struct journal *j)
         struct push p;
         unsigned long long n;
         if (as_id(id, &n) == 0 && cJSON_IsObject(pj) && push_parse(pj, &p) == 0) {
-            char *copy = push_line(&p, n); /* normalised, with its newline */
-            if (!copy || entry_find(j, n) || !entry_append(j, n, copy)) {
-                free(copy);
-                bad++;
-            }
+            if (entry_find(j, n) || !entry_append(j, n, &p)) bad++;
             if (n >= j->next_id) j->next_id = n + 1;
         } else if (as_id(done, &n) == 0) {
             struct entry *e = entry_find(j, n);
@@ -333,14 +330,10 @@ struct journal *journal_open(const char *path, struct push **pending, size_t *n_
             return NULL;
         }
         for (struct entry *e = j->head; e; e = e->next) {
-            cJSON *o = cJSON_Parse(e->line);
-            struct push *p = &(*pending)[*n_pending];
-            if (push_parse(cJSON_GetObjectItemCaseSensitive(o, "push"), p) == 0) {
-                p->jid = e->id;
-                p->replayed = 1;
-                (*n_pending)++;
-            }
-            cJSON_Delete(o);
+            struct push *p = &(*pending)[(*n_pending)++];
+            *p = e->p;
+            p->jid = e->id;
+            p->replayed = 1;
         }
     }
     *paused = j->paused;
@@ -354,13 +347,10 @@ int journal_add(struct journal *j, struct push *p)
     unsigned long long id = j->next_id;
     char *line = push_line(p, id);
     int rc = -1;
-    if (line && append(j, line, strlen(line), "recording a push") == 0) {
-        if (entry_append(j, id, line)) {
-            line = NULL;
-            p->jid = id;
-            j->next_id++;
-            rc = 0;
-        }
+    if (line && append(j, line, strlen(line), "recording a push") == 0 && entry_append(j, id, p)) {
+        p->jid = id;
+        j->next_id++;
+        rc = 0;
     }
     free(line);
     pthread_mutex_unlock(&j->mu);
