@@ -234,21 +234,7 @@ class _SelectorParser:
         r = self.lit(pos, "(")
         if not r:
             return None
-        pos = r[1]
-        values = []
-        r = self.term(pos)
-        if r:
-            values.append(r[0])
-            pos = r[1]
-            while True:
-                c = self.lit(pos, ",")
-                if not c:
-                    break
-                t = self.term(c[1])
-                if not t:
-                    break
-                values.append(t[0])
-                pos = t[1]
+        values, pos = self.comma_list(r[1], self.term)
         r = self.lit(pos, ")")
         if not r:
             return None
@@ -278,22 +264,19 @@ class _SelectorParser:
             return None
         return (r[0], "exists", []), r[1]
 
-    def parse(self):
+    def comma_list(self, pos, item):
+        """Zero or more items separated by commas, from pos: (values, position after them)."""
         out = []
-        pos = 0
-        r = self.selector(pos)
-        if r:
+        r = item(pos)
+        while r:
             out.append(r[0])
             pos = r[1]
-            while True:
-                c = self.lit(pos, ",")
-                if not c:
-                    break
-                sel = self.selector(c[1])
-                if not sel:
-                    break
-                out.append(sel[0])
-                pos = sel[1]
+            c = self.lit(pos, ",")
+            r = item(c[1]) if c else None
+        return out, pos
+
+    def parse(self):
+        out, pos = self.comma_list(0, self.selector)
         end = self._ws(pos)
         if end != len(self.s):
             if self.err_pos < end:
