@@ -17,6 +17,7 @@
 #include "server.h"
 
 #include "buf.h"
+#include "follow.h"
 #include "log.h"
 #include "metrics.h"
 #include "report.h"
@@ -107,13 +108,6 @@ struct req {
     char image[640];
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static struct conn *conn_of(struct MHD_Connection *c)
 {
     const union MHD_ConnectionInfo *ci =
@@ -128,7 +122,7 @@ static void conn_set_suspended(struct server *s, struct MHD_Connection *c, int s
     if (!k) return;
     pthread_mutex_lock(&s->lock);
     k->suspended = suspended;
-    __atomic_store_n(&k->since_ms, now_ms(), __ATOMIC_RELAXED);
+    __atomic_store_n(&k->since_ms, follower_now_ms(), __ATOMIC_RELAXED);
     if (!suspended) pthread_cond_signal(&s->wake);
     pthread_mutex_unlock(&s->lock);
 }
@@ -147,7 +141,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
             return;
         }
         k->fd = ci->connect_fd;
-        k->since_ms = now_ms();
+        k->since_ms = follower_now_ms();
         pthread_mutex_lock(&s->lock);
         k->next = s->conns;
         if (s->conns) s->conns->prev = k;
@@ -176,7 +170,7 @@ static void *reaper_main(void *arg)
     unsigned long unlogged = 0;
     pthread_mutex_lock(&s->lock);
     while (!s->stopping) {
-        int64_t now = now_ms(), next = -1;
+        int64_t now = follower_now_ms(), next = -1;
         unsigned long n = 0;
         for (struct conn *k = s->conns; k; k = k->next) {
             if (k->suspended || k->fd < 0) continue;
@@ -253,7 +247,7 @@ static enum MHD_Result respond(struct MHD_Connection *c, int status, const char 
     MHD_destroy_response(r);
     /* The request is in: the client now has a whole --http-timeout to read the answer. */
     struct conn *k = conn_of(c);
-    if (k) __atomic_store_n(&k->since_ms, now_ms(), __ATOMIC_RELAXED);
+    if (k) __atomic_store_n(&k->since_ms, follower_now_ms(), __ATOMIC_RELAXED);
     return ret;
 }
 
@@ -543,7 +537,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     struct conn *k = conn_of(c);
     if (k) /* the next request on this connection has its own deadline (the reaper reads it
             * under the list lock, which keeps k alive; no need to take that lock here) */
-        __atomic_store_n(&k->since_ms, now_ms(), __ATOMIC_RELAXED);
+        __atomic_store_n(&k->since_ms, follower_now_ms(), __ATOMIC_RELAXED);
     struct req *rq = *con_cls;
     if (!rq) return;
     buf_free(&rq->body);
@@ -559,7 +553,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
     static int64_t window;
     static unsigned long lines, dropped;
-    int64_t now = now_ms();
+    int64_t now = follower_now_ms();
     char left_out[24] = "";
     pthread_mutex_lock(&mu);
     if (now - window >= 10000) {
