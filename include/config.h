@@ -57,7 +57,8 @@ struct config {
     int force;
     int pin_digest;
     int rollback_on_failure;
-    long deploy_timeout_ms;
+    long deploy_timeout_ms; /* from Marathon's acceptance of the update to the deployment's end */
+    long update_timeout_ms; /* getting the update accepted: locks, 5xx, 403, lost answers */
     long deploy_workers;
     long poll_interval_ms;
     long shutdown_grace_ms;

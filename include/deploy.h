@@ -1,12 +1,20 @@
 /*
  * deploy.h: from an accepted push to finished Marathon deployments.
  *
- * A dispatcher thread takes pushes from the queue, lists the apps carrying the label, matches
- * each app's patterns, and hands one job per matching app to a bounded pool of workers.
- * Deploys to one app are serialized: while one runs, only the newest waiting push (by event
- * timestamp) is kept and the others are reported superseded. A worker re-reads the app, builds
- * the partial update (the app's full container with only the image changed, its full labels
- * with autodeploy.* set), sends it, and follows the deployment to its end.
+ * The deployer is a pipeline of small rooms (include/job.h ties them together):
+ *   dispatch.c  a thread takes pushes from the queue, lists the apps carrying the label once
+ *               per batch, matches, and hands every matching app to the per-app queue;
+ *   deploy.c    the per-app queue and the workers: one job per app at a time, which takes all
+ *               the pushes waiting for that app when it starts;
+ *   decide.c    the rules (pure): which push deploys, whether it deploys, the update body;
+ *   update.c    the Marathon update protocol: re-read, decide, PATCH (PUT before 1.4), 409
+ *               locks, 403/5xx/lost answers, within --update-timeout;
+ *   outcome.c   following the deployment to its real end (events and polls), who owns the app
+ *               when it ends, and the rollback, followed like any deployment;
+ *   records.c   the deployment records (/v1/deployments) and the reports (Slack, log).
+ * The deployer acts on the world only through a clock and a Marathon it is handed
+ * (struct deploy_env), so its update protocol and outcome paths run as unit tests with a fake
+ * clock and a scripted Marathon.
  */
 #ifndef AUTODEPLOY_DEPLOY_H
 #define AUTODEPLOY_DEPLOY_H
@@ -20,9 +28,41 @@
 
 struct deployer;
 
+/* What the deployer is handed to act on the world. deployer_new fills it with the real
+ * monotonic clock, the Marathon client and the event-stream follower; deployer_new_env takes a
+ * fake one (unit tests). Every member is called from the deployer's threads; ctx is passed
+ * back as is. */
+struct deploy_env {
+    void *ctx;
+    int64_t (*now_ms)(void *ctx); /* monotonic milliseconds */
+    /* Waits ms or until deployer_stop wakes it (then returns early); 0 when woken. */
+    void (*sleep_ms)(void *ctx, long ms);
+    /* One Marathon request (marathon_request's contract: 0 with resp->status, -1 with
+     * resp->err when no answer came; resp is always freed by the caller). */
+    int (*request)(void *ctx, const char *method, const char *path, const char *body,
+                   struct httpc_resp *resp);
+    /* The event stream (follow.h's contract); may all be NULL: no stream, poll only. */
+    int (*stream_connected)(void *ctx);
+    unsigned (*stream_generation)(void *ctx);
+    int (*watch)(void *ctx, const char *deployment_id, const char *app_id);
+    enum follow_outcome (*wait)(void *ctx, int watch, int64_t deadline_ms, long max_wait_ms,
+                                char *reason, size_t reason_len, char *task, size_t task_len);
+    void (*unwatch)(void *ctx, int watch);
+};
+
 /* cfg, q, m and f must outlive the deployer. NULL with a reason in err. */
 struct deployer *deployer_new(const struct config *cfg, struct pushq *q, struct marathon *m,
                               struct follower *f, char *err, size_t errlen);
+
+/* The same with an environment of the caller's (copied; env->ctx must outlive the deployer).
+ * Settings are read from config_live() as the real deployer does. */
+struct deployer *deployer_new_env(const struct config *cfg, struct pushq *q,
+                                  const struct deploy_env *env, char *err, size_t errlen);
+
+/* Runs one job in the calling thread, as a worker would: the pushes (n of them, copied) all
+ * wait for app_id; the rules choose one, deploy it and follow it to its end, reporting and
+ * recording everything. For unit tests with a fake environment. */
+void deployer_run_job(struct deployer *d, const char *app_id, const struct push *pushes, size_t n);
 
 /* Starts the dispatcher and the workers. */
 int deployer_start(struct deployer *d);

@@ -53,6 +53,13 @@ match_set *match_compile(const char *label_value, const struct match_opts *o, ch
 int match_test(const match_set *ms, const struct match_subject *s, char *why, size_t whylen);
 
 /*
+ * Like match_test; on a match, *semver (may be NULL) is set to 1 when the pattern that matched
+ * is a semver: pattern (pushes are then ordered by version, not by time), else 0.
+ */
+int match_test_semver(const match_set *ms, const struct match_subject *s, char *why, size_t whylen,
+                      int *semver);
+
+/*
  * Writes one line per pattern: its kind, the text as written, and what it compiled to (the
  * PCRE2 regex, anchored at both ends, and for semver the desugared range). Returns 0, or -1 if
  * buf was too small (the text is then truncated).

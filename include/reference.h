@@ -12,6 +12,8 @@
 
 #define REF_NAME_MAX 255 /* repository path, as Docker limits it */
 #define REF_TAG_MAX 128
+/* Longest valid [host/]repository[:tag][@digest] (255 + 1 + 255 + 1 + 128 + 1 + 71), rounded up. */
+#define REF_IMAGE_MAX 1024
 
 /* Repository path: lower-case components [a-z0-9]+ joined by '.', '_', '__' or runs of '-',
  * separated by '/'; at most 255 bytes. Returns 1 when valid. */

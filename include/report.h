@@ -10,6 +10,7 @@
 #define AUTODEPLOY_REPORT_H
 
 #include "event.h"
+#include "reference.h"
 
 enum report_kind {
     REPORT_PUSHED = 0,      /* a push arrived; apps lists where it will deploy (may be empty) */
@@ -17,7 +18,8 @@ enum report_kind {
     REPORT_DEPLOYED,        /* the deployment succeeded */
     REPORT_FAILED,          /* the update or the deployment failed */
     REPORT_TIMED_OUT,       /* the deployment did not end within --deploy-timeout */
-    REPORT_ROLLED_BACK,     /* after a failure or time-out, the deployment was rolled back */
+    REPORT_ROLLED_BACK,     /* after a failure or time-out, the revert deployment ended: the app
+                               runs its previous image again */
     REPORT_SUPERSEDED,      /* a newer push for the same app replaced this one before it ran */
     REPORT_SKIPPED,         /* not deployed: locked, paused, outside the prefixes, invalid label,
                                already running that image, older than what runs */
@@ -25,8 +27,11 @@ enum report_kind {
     REPORT_RESUMED,         /* an operator resumed them */
     REPORT_INTERRUPTED,     /* autodeployd stopped while following a deployment Marathon goes on
                                with; its outcome is not known to autodeployd */
-    REPORT_ROLLBACK_FAILED, /* after a failure or time-out, Marathon refused the rollback: the
-                               app is left as the failed deployment left it */
+    REPORT_ROLLBACK_FAILED, /* after a failure or time-out, Marathon refused the rollback, or its
+                               revert deployment failed or did not end: it needs a hand */
+    REPORT_ROLLING_BACK,    /* Marathon accepted the rollback; deployment_id is the revert's */
+    REPORT_CANCELLED,       /* someone else ended our deployment and the app no longer carries
+                               our image (an operator's revert, a forced edit): left as it is */
 };
 
 #define REPORT_TEXT_MAX 512
@@ -37,13 +42,16 @@ struct report {
     char app_id[256]; /* Marathon app id, "" when not about one app */
     char apps[1024];  /* PUSHED: matching app ids, ", "-separated (truncated) */
     int n_apps;       /* PUSHED: how many apps match */
-    char old_image[512], new_image[512];
+    char old_image[REF_IMAGE_MAX], new_image[REF_IMAGE_MAX];
     char old_digest[PUSH_DIGEST_MAX]; /* digest the app ran before, "" when unknown */
     char deployment_id[128];
-    int instances;                      /* -1 when unknown */
+    char rollback_id[128]; /* ROLLING_BACK, ROLLED_BACK, ROLLBACK_FAILED: the revert deployment;
+                              "" when the rollback was refused or needed no deployment */
+    int instances;         /* -1 when unknown */
     char reason[REPORT_TEXT_MAX];       /* failure or skip reason; who paused; ROLLBACK_FAILED:
                                            why the deployment failed */
-    char error[REPORT_TEXT_MAX];        /* ROLLBACK_FAILED: Marathon's answer to the rollback */
+    char error[REPORT_TEXT_MAX];        /* ROLLBACK_FAILED: Marathon's answer to the rollback, or
+                                           how the revert deployment ended */
     char task_message[REPORT_TEXT_MAX]; /* last task failure message, "" when none */
     double duration_s;                  /* DEPLOYED/FAILED/TIMED_OUT: seconds since DEPLOYING */
     char slack_channel[128];            /* app label autodeploy.slack-channel, "" for the default */
@@ -61,7 +69,8 @@ void report_emit(const struct report *r);
 void report_clear_sinks(void);
 
 /* "pushed", "deploying", "deployed", "failed", "timed_out", "rolled_back", "superseded",
- * "skipped", "paused", "resumed", "interrupted", "rollback_failed". */
+ * "skipped", "paused", "resumed", "interrupted", "rollback_failed", "rolling_back",
+ * "cancelled". */
 const char *report_kind_name(enum report_kind k);
 
 #endif

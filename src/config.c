@@ -186,7 +186,15 @@ static const struct opt opts[] = {
     {"rollback-on-failure", OPT_BOOL, OFF(rollback_on_failure), "false", 0, 0, NULL,
      "roll a failed or timed-out deployment back", NULL, 1},
     {"deploy-timeout", OPT_DURATION, OFF(deploy_timeout_ms), "600s", 1000, 24L * 3600 * 1000,
-     "DURATION", "a deployment not finished after this is reported timed out", NULL, 1},
+     "DURATION",
+     "a deployment not finished this long after Marathon accepted the update is reported timed "
+     "out",
+     NULL, 1},
+    {"update-timeout", OPT_DURATION, OFF(update_timeout_ms), "600s", 1000, 24L * 3600 * 1000,
+     "DURATION",
+     "how long an update may wait for another deployment's lock and retry Marathon's 5xx, 403 "
+     "and lost answers before it is given up",
+     NULL, 1},
     {"deploy-workers", OPT_LONG, OFF(deploy_workers), "4", 1, 64, "N",
      "apps deployed in parallel at most", NULL, 0},
     {"poll-interval", OPT_DURATION, OFF(poll_interval_ms), "5s", 100, 600L * 1000, "DURATION",

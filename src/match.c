@@ -851,6 +851,12 @@ static const char *subject_problem(const struct match_subject *s)
 
 int match_test(const match_set *ms, const struct match_subject *s, char *why, size_t whylen)
 {
+    return match_test_semver(ms, s, why, whylen, NULL);
+}
+
+int match_test_semver(const match_set *ms, const struct match_subject *s, char *why, size_t whylen,
+                      int *semver)
+{
     struct match_set *m = (struct match_set *)ms; /* only md_busy/md are touched, atomically */
     char full[SUBJECT_MAX_LEN];
     const char *host, *problem;
@@ -886,6 +892,7 @@ int match_test(const match_set *ms, const struct match_subject *s, char *why, si
         char r[512] = "";
         if (test_one(&sl, pt, full, hl + 1, rl, hl + 2 + rl + tl, s, why ? r : NULL, sizeof(r))) {
             matched = 1;
+            if (semver) *semver = pt->kind == K_SEMVER;
             if (why && whylen) why[0] = '\0';
             used = 0;
             why_add(why, whylen, &used, "matched by pattern \"%s\"", pt->text);

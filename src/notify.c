@@ -478,7 +478,7 @@ static void compose_rollback_failed(struct msg *m, const struct report *r,
     m->color = NOTIFY_COLOR_DANGER;
     lit(m, &m->summary, "Rollback of ");
     add_app(m, &m->summary, r);
-    lit(m, &m->summary, " refused");
+    lit(m, &m->summary, r->rollback_id[0] ? " did not complete" : " refused");
     if (r->error[0]) {
         lit(m, &m->summary, ": ");
         esc(m, &m->summary, r->error, NOTIFY_SUMMARY_MAX, NOTIFY_ONE_LINE);
@@ -490,6 +490,42 @@ static void compose_rollback_failed(struct msg *m, const struct report *r,
     if (r->reason[0]) field_user(m, "Why it was rolled back", r->reason, 0, 0);
     field_new_image(m, r, "Failed image");
     if (r->old_image[0]) field_user(m, "Previous image", r->old_image, 0, NOTIFY_ONE_LINE);
+    if (r->deployment_id[0]) field_user(m, "Deployment", r->deployment_id, 1, NOTIFY_ONE_LINE);
+}
+
+static void compose_rolling_back(struct msg *m, const struct report *r, const struct notify_opts *o)
+{
+    m->color = NOTIFY_COLOR_WARNING;
+    lit(m, &m->summary, "Rolling back ");
+    add_app(m, &m->summary, r);
+    lit(m, &m->summary, " to ");
+    if (r->old_image[0])
+        esc(m, &m->summary, r->old_image, NOTIFY_SUMMARY_MAX, NOTIFY_ONE_LINE);
+    else
+        lit(m, &m->summary, "its previous image");
+    if (r->rollback_id[0]) {
+        lit(m, &m->summary, " (deployment ");
+        esc(m, &m->summary, r->rollback_id, NOTIFY_SUMMARY_MAX, NOTIFY_ONE_LINE);
+        lit(m, &m->summary, ")");
+    }
+    add_reason(m, &m->summary, r);
+
+    app_title(m, r, o);
+    if (r->reason[0]) field_user(m, "Why", r->reason, 0, 0);
+    field_new_image(m, r, "Failed image");
+    if (r->deployment_id[0])
+        field_user(m, "Rollback deployment", r->deployment_id, 1, NOTIFY_ONE_LINE);
+}
+
+static void compose_cancelled(struct msg *m, const struct report *r, const struct notify_opts *o)
+{
+    m->color = NOTIFY_COLOR_WARNING;
+    summary_ref_to_app(m, r, "Deployment cancelled by someone else: ");
+    add_reason(m, &m->summary, r);
+
+    app_title(m, r, o);
+    if (r->reason[0]) field_user(m, "What happened", r->reason, 0, 0);
+    field_new_image(m, r, "Image");
     if (r->deployment_id[0]) field_user(m, "Deployment", r->deployment_id, 1, NOTIFY_ONE_LINE);
 }
 
@@ -627,6 +663,12 @@ int notify_format_slack(const struct report *r, const struct notify_opts *o, str
         break;
     case REPORT_ROLLBACK_FAILED:
         compose_rollback_failed(&m, r, o);
+        break;
+    case REPORT_ROLLING_BACK:
+        compose_rolling_back(&m, r, o);
+        break;
+    case REPORT_CANCELLED:
+        compose_cancelled(&m, r, o);
         break;
     default:
         goto out;

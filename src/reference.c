@@ -130,8 +130,8 @@ int ref_valid_host(const char *s)
 int ref_parse_image(const char *s, struct image_ref *out)
 {
     memset(out, 0, sizeof *out);
-    if (!s || !*s || strlen(s) > 600) return -1;
-    char tmp[640];
+    if (!s || !*s || strlen(s) >= REF_IMAGE_MAX) return -1;
+    char tmp[REF_IMAGE_MAX];
     snprintf(tmp, sizeof tmp, "%s", s);
     char *at = strchr(tmp, '@');
     if (at) {

@@ -83,10 +83,10 @@ def test_marathon_drops_connections_then_recovers(daemon, marathon):
 
 
 def test_marathon_never_back_push_fails_visibly(daemon):
-    """Marathon stays down past --deploy-timeout: the push ends as failed in /v1/pushes and the
+    """Marathon stays down past --update-timeout: the push ends as failed in /v1/pushes and the
     log says why; a later push, once Marathon is back, deploys normally."""
     port = free_port()
-    d = start_daemon(daemon, f"http://127.0.0.1:{port}", "--deploy-timeout", "2s")
+    d = start_daemon(daemon, f"http://127.0.0.1:{port}", "--update-timeout", "2s")
     d.post_event(push(tag="master-4")[0])
     wait_for(lambda: [p for p in d.pushes() if p["state"] == "failed"], timeout=8,
              what="push failed")
@@ -129,10 +129,11 @@ def test_persistent_500_on_update_fails_with_the_reason(daemon, marathon):
     emu = marathon([app("/staging/foo", IMG)])
     emu.add_fault({"method": "PATCH", "path": "/v2/apps/staging/foo", "count": 1000,
                    "status": 500, "body": {"message": "storage is down"}})
-    d = start_daemon(daemon, emu, "--deploy-timeout", "2s")
+    d = start_daemon(daemon, emu, "--update-timeout", "2s")
     d.post_event(push(tag="master-7")[0])
     rec = wait_terminal(d, "/staging/foo", timeout=10)[0]
     assert rec["state"] == "failed" and "HTTP 500: storage is down" in rec["reason"], rec
+    assert "--update-timeout" in rec["reason"], rec
     assert versions(emu, "/staging/foo") == 1 and image_of(emu, "/staging/foo") == IMG
     assert_alive(d)
 
@@ -199,17 +200,18 @@ def test_409_lock_that_clears_is_waited_out(daemon, marathon):
 
 
 def test_409_lock_that_never_clears_ends_skipped_with_reason(daemon, marathon):
-    """Someone else's deployment of the app hangs: the push gives up at --deploy-timeout,
+    """Someone else's deployment of the app hangs: the push gives up at --update-timeout,
     visibly, and never forces its way through nor touches the other deployment."""
     emu = marathon([app("/staging/foo", IMG)])
     emu.set_behaviour("/staging/foo", "hang", times=1)
     emu_call(emu, "PATCH", "/v2/apps/staging/foo", {"instances": 3})
     other = emu.list_deployments()[0]["id"]
-    d = start_daemon(daemon, emu, "--deploy-timeout", "2s")
+    d = start_daemon(daemon, emu, "--update-timeout", "2s")
     d.post_event(push(tag="master-11")[0])
     rec = wait_terminal(d, "/staging/foo", timeout=10)[0]
     assert rec["state"] == "skipped", rec
     assert "locked" in rec["reason"] and "App is locked" in rec["reason"], rec
+    assert "--update-timeout" in rec["reason"], rec
     assert all("force" not in r["query"] for r in patches(emu, "/staging/foo"))
     assert [x["id"] for x in emu.list_deployments()] == [other]  # still running, untouched
     assert not [r for r in emu.get_requests() if r["method"] == "DELETE"]
@@ -363,8 +365,9 @@ def test_hang_past_timeout_with_rollback_while_stream_is_down(daemon, marathon):
 
 
 def test_hang_past_timeout_rollback_refused_stays_timed_out(daemon, marathon):
-    """The rollback itself fails (Marathon answers 500 to the DELETE): the record stays
-    timed_out with its reason, the log says the rollback failed, nothing is retried blindly."""
+    """The rollback itself fails (Marathon answers 500 to the DELETE): the record ends
+    rollback_failed with the time-out as its reason, the log says the rollback failed, nothing
+    is retried blindly."""
     emu = marathon([app("/staging/foo", IMG)])
     emu.set_behaviour("/staging/foo", "hang", times=1)
     emu.add_fault({"method": "DELETE", "path": "/v2/deployments/*", "count": 1, "status": 500,
@@ -372,7 +375,8 @@ def test_hang_past_timeout_rollback_refused_stays_timed_out(daemon, marathon):
     d = start_daemon(daemon, emu, "--deploy-timeout", "1500ms", "--rollback-on-failure")
     d.post_event(push(tag="master-20")[0])
     rec = wait_terminal(d, "/staging/foo", timeout=10)[0]
-    assert rec["state"] == "timed_out" and "deploy-timeout" in rec["reason"], rec
+    assert rec["state"] == "rollback_failed" and "deploy-timeout" in rec["reason"], rec
+    assert "refused" in rec["reason"], rec
     errs = [r for r in d.logs() if r.get("msg") == "rollback failed"]
     assert len(errs) == 1 and "leader lost" in errs[0]["error"]
     assert len([r for r in emu.get_requests() if r["method"] == "DELETE"]) == 1
@@ -386,7 +390,7 @@ def test_hang_then_next_push_is_not_blocked_forever(daemon, marathon):
     ends skipped with the lock as its reason. Both visible; one PATCH applied."""
     emu = marathon([app("/staging/foo", IMG)])
     emu.set_behaviour("/staging/foo", "hang", times=1)
-    d = start_daemon(daemon, emu, "--deploy-timeout", "1500ms")
+    d = start_daemon(daemon, emu, "--deploy-timeout", "1500ms", "--update-timeout", "1500ms")
     d.post_event(push(tag="master-21", ts="2026-11-25T11:00:01Z")[0])
     wait_for(lambda: any(r["state"] == "deploying" for r in records(d, "/staging/foo")),
              what="deployment running")

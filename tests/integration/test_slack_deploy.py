@@ -87,7 +87,7 @@ def test_refused_rollback_gets_its_own_message(daemon, marathon, slack):
     d = run(daemon, emu, slack, "--deploy-timeout", "1s", "--rollback-on-failure")
     d.post_event(push(tag="master-5")[0])
     rec = wait_records(d, "/staging/foo")[0]
-    assert rec["state"] == "timed_out" and "rollback was refused" in rec["reason"], rec
+    assert rec["state"] == "rollback_failed" and "rollback was refused" in rec["reason"], rec
     msgs = texts(slack, 4)
     assert [m["text"].split(" ")[0] for m in msgs] == ["Pushed", "Deploying", "Timed", "Rollback"]
     assert msgs[3]["text"] == ("Rollback of /staging/foo refused: HTTP 500: leader lost; "

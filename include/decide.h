@@ -1,0 +1,146 @@
+/*
+ * decide.h: the deployer's rules, in one place.
+ *
+ * Given an app as Marathon describes it and the push (or pushes) waiting for it, these
+ * functions say what to do and why: which push deploys, whether it deploys at all (prefix,
+ * pause, id rules, already running, older than what runs), the exact update body, the
+ * rollback body, and, once a deployment has ended, who owns the app now. The dispatcher, each
+ * job and /v1/plan call the same functions, so a rule cannot differ between them.
+ *
+ * Pure: no I/O, no clock, no logging, no globals. Strings in the results are owned by the
+ * result structs (fixed arrays sized for the largest valid value; a value that would not fit is
+ * an error, never a shortened copy) or returned malloc'd where said.
+ */
+#ifndef AUTODEPLOY_DECIDE_H
+#define AUTODEPLOY_DECIDE_H
+
+#include "config.h"
+#include "event.h"
+#include "match.h"
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+
+/* Largest valid image reference: host (255) / repository (255) : tag (128) @ digest (71). */
+#define DECIDE_IMAGE_MAX 1024
+#define DECIDE_REASON_MAX 512
+#define DECIDE_APP_ID_MAX 256
+
+/* The parts of a Marathon app (GET /v2/apps/{id} -> "app") the rules read. Every pointer is
+ * borrowed from the cJSON tree and valid while it lives; NULL when absent. */
+struct app_view {
+    const cJSON *json;
+    const char *id;
+    const char *image;           /* container.docker.image */
+    const char *version;         /* "version": moves on every write, scaling included */
+    const char *config_version;  /* versionInfo.lastConfigChangeAt (else "version") */
+    const char *digest;          /* label autodeploy.digest */
+    const char *pushed_at;       /* label autodeploy.pushed-at */
+    const char *channel;         /* label autodeploy.slack-channel */
+    const char *pattern;         /* the configured label's value */
+    int paused, pin, force;      /* labels autodeploy.paused / pin-digest / force = true */
+    int instances;               /* -1 when absent */
+    const char *deployment;      /* first entry of "deployments", NULL when none runs */
+    const char *failure_version; /* lastTaskFailure.version: the app version of the last task
+                                    that failed */
+};
+
+/* Fills v from an app object; label is the configured label's name (--label). Returns -1 when
+ * app is not an object. */
+int decide_app_view(const cJSON *app, const char *label, struct app_view *v);
+
+/* Compares two Marathon versions (RFC 3339 times, any number of fraction digits) as times:
+ * negative, 0 or positive. Falls back to strcmp when one does not parse. */
+int decide_version_cmp(const char *a, const char *b);
+
+/* 1 for "true", "yes" or "1" (the label convention), else 0. */
+int decide_is_true(const char *v);
+
+/* Marathon's app id rules (absolute, segments [a-z0-9.-] starting and ending with a letter or
+ * digit, at most 255 bytes). An id outside them never came from a real Marathon and could
+ * escape --app-prefix through URL dot-segment removal. Returns 1 when valid. */
+int decide_app_id_valid(const char *id);
+
+/* The rules that keep an app out of automatic deploys whatever the push: id rules, --app-prefix,
+ * label autodeploy.paused. Returns NULL when the app may deploy, else the reason (static). */
+const char *decide_gate(const struct config *cfg, const char *app_id, int paused);
+
+/* The image the app should run after push p: the app's own registry host kept, the push's
+ * repository and tag, the digest appended when pin. Returns 0, or -1 with a reason when the
+ * current image does not parse or the result would not fit len. */
+int decide_new_image(const char *current, const struct push *p, int pin, char *out, size_t len,
+                     char *reason, size_t reasonlen);
+
+/* What became of one push among those waiting for an app. */
+enum decide_pick { DECIDE_PICKED = 0, DECIDE_SUPERSEDED, DECIDE_NOT_MATCHING };
+
+/* Chooses the one push among n waiting for the app v that deploys, with the app's label
+ * patterns ms applied again against what the app runs now (a semver: pattern never accepts a
+ * version below the running one). Among those still matching: for a semver: pattern the
+ * highest version, otherwise the newest event timestamp (a tie, or a missing timestamp, goes to
+ * the later arrival, i.e. the higher index). verdict[i] and why[i] (DECIDE_REASON_MAX each)
+ * receive each push's fate. Returns the winner's index, or -1 when none matches. */
+int decide_choose(const match_set *ms, const struct app_view *v, const struct push *const *p,
+                  size_t n, enum decide_pick *verdict, char (*why)[DECIDE_REASON_MAX]);
+
+/* What a job does with the chosen push, after re-reading the app. */
+enum decide_action {
+    DECIDE_DEPLOY = 0, /* send the update */
+    DECIDE_FOLLOW,     /* the app already carries this image and digest and a deployment runs:
+                          follow it (our update whose answer was lost, or one from before a
+                          restart) */
+    DECIDE_LANDED,     /* it already carries them and nothing runs: an update whose answer was
+                          lost has landed and ended */
+    DECIDE_UNCHANGED,  /* it already carries them: nothing to do */
+    DECIDE_SKIP,       /* not deployed (state "skipped" or "dry_run"), see reason */
+};
+
+struct decision {
+    enum decide_action action;
+    const char *state; /* record state for UNCHANGED/SKIP: "unchanged", "skipped", "dry_run" */
+    char reason[DECIDE_REASON_MAX];
+    char new_image[DECIDE_IMAGE_MAX];
+    int mutable_tag; /* same image string, new digest: force a pull */
+    int force;       /* send the update with ?force=true (--force or label autodeploy.force) */
+};
+
+/* Applies the rules to push p and app v. sent_unanswered: an update for p went out earlier in
+ * this job and its answer was lost. Returns 0; the decision is in *d. */
+int decide_job(const struct config *cfg, const struct app_view *v, const struct push *p,
+               int sent_unanswered, struct decision *d);
+
+/* The partial update for d: the app's full container with only docker.image changed (and
+ * forcePullImage for a mutable tag), its full labels with autodeploy.digest, pushed-by,
+ * deployed-at (deployed_at, RFC 3339) and pushed-at set. Never instances, never version.
+ * Returns a malloc'd JSON string, NULL when out of memory. */
+char *decide_update_body(const struct app_view *v, const struct decision *d, const struct push *p,
+                         const char *deployed_at);
+
+/* The labels autodeploy writes on a deploy (NULL-terminated), the ones a rollback restores. */
+extern const char *const decide_own_labels[];
+
+/* The rollback of an ended deployment: the app's current container with docker.image set back
+ * to old_image, and its current labels with every decide_own_labels key put back to its value
+ * in old_labels (removed when old_labels lacks it). Everything else, instances included, stays
+ * as others may have changed it. Returns a malloc'd JSON string, NULL when out of memory. */
+char *decide_rollback_body(const struct app_view *now, const char *old_image,
+                           const cJSON *old_labels);
+
+/* Who owns the app once the deployment we followed ended without a success event. */
+enum decide_owner {
+    OWNER_SUCCEEDED = 0, /* our image and digest, every task of the configuration running */
+    OWNER_TAKEN_OVER,    /* our image and digest, another deployment runs (follow it) */
+    OWNER_FAILED,        /* our image and digest, nothing runs, tasks not converged */
+    OWNER_CHANGED,       /* the app no longer carries our image or digest: someone else's */
+};
+
+/* Judges app v against the image and digest our update wrote (our_digest NULL: not checked)
+ * and the version it created (our_version, from the update's answer; NULL: unknown). Counts running
+ * tasks started at or after the app's configuration (versionInfo.lastConfigChangeAt, or our_version
+ * when that is older): a later scale-only change keeps the configuration and is no failure. reason
+ * (may be NULL) receives a one-line explanation. */
+enum decide_owner decide_owner(const struct app_view *v, const char *our_image,
+                               const char *our_digest, const char *our_version, char *reason,
+                               size_t reasonlen);
+
+#endif

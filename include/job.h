@@ -1,0 +1,147 @@
+/*
+ * job.h: what the deployer's modules share (deploy.c, dispatch.c, update.c, outcome.c,
+ * records.c; see deploy.h for who does what). Not for use outside the deployer.
+ *
+ * Locking: d->mu guards the per-app slots, the ready list and the records ring; no lock is
+ * held across network I/O or while reports are emitted. Cross-thread flags are atomics.
+ */
+#ifndef AUTODEPLOY_JOB_H
+#define AUTODEPLOY_JOB_H
+
+#include "decide.h"
+#include "deploy.h"
+#include "report.h"
+
+#include <cjson/cJSON.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#define RECORDS 256
+
+/* A push waiting for one app, with its record. */
+struct waiting {
+    struct push push;
+    uint64_t record;
+    struct waiting *next;
+};
+
+/* One app's place in the per-app queue: at most one job runs per app; pushes arriving
+ * meanwhile wait in the slot and the next job chooses among them. */
+struct slot {
+    char app_id[DECIDE_APP_ID_MAX];
+    struct waiting *waiting, *waiting_tail; /* in arrival order */
+    int queued;                             /* in the ready list */
+    int running;                            /* a worker runs its job */
+    struct slot *next;                      /* all slots */
+    struct slot *ready_next;                /* ready list */
+};
+
+struct record {
+    uint64_t seq; /* 0: unused */
+    struct push push;
+    char app_id[DECIDE_APP_ID_MAX];
+    char old_image[REF_IMAGE_MAX], new_image[REF_IMAGE_MAX];
+    char old_digest[PUSH_DIGEST_MAX]; /* what the app ran before, per its label; "" unknown */
+    char deployment_id[128];
+    char rollback_id[128];
+    char state[16];
+    char reason[REPORT_TEXT_MAX];
+    char task_message[REPORT_TEXT_MAX];
+    int64_t created, started, accepted, ended; /* Unix ms, 0 when not yet */
+};
+
+struct deployer {
+    struct pushq *q;
+    struct marathon *m;
+    struct follower *f;
+    struct deploy_env env;
+    match_cache *cache;
+    struct match_alias *aliases;
+    size_t n_aliases;
+    pthread_t dispatcher;
+    pthread_t *workers;
+    int n_workers, n_started, dispatcher_started;
+    atomic_int stop;     /* leave now: running jobs end as interrupted */
+    atomic_int draining; /* take no new push or job; running jobs go on */
+    int inflight;        /* jobs running now; under mu */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;      /* workers: a slot is ready, or stop */
+    pthread_cond_t wake_cv; /* naps and the stop's wait for running jobs (CLOCK_MONOTONIC) */
+    struct slot *slots, *ready_head, *ready_tail;
+    struct record records[RECORDS];
+    struct journal *journal; /* NULL without --state-file */
+    uint64_t seq;
+};
+
+/* One job: the pushes waiting for one app, the one chosen, and what the update did. */
+struct job {
+    struct deployer *d;
+    char app_id[DECIDE_APP_ID_MAX];
+    struct waiting **w; /* candidates; after the choice only the chosen one is left */
+    size_t n;
+    const struct push *p; /* the chosen push */
+    uint64_t record;
+    char channel[128];
+    char old_image[REF_IMAGE_MAX], new_image[REF_IMAGE_MAX];
+    char old_digest[PUSH_DIGEST_MAX];
+    cJSON *old_labels; /* the app's labels before our update: a rollback puts ours back */
+    int instances;
+    char dep_id[128];      /* the deployment our update created */
+    char rollback_id[128]; /* the revert deployment, "" before a rollback */
+    char version[64];      /* the app version our update created */
+    char deployed_at[40];
+    int64_t update_deadline; /* --update-timeout from the job's start */
+    int64_t deadline;        /* --deploy-timeout from Marathon's acceptance */
+    int64_t accepted_at;     /* monotonic ms, 0 before */
+    int sent_unanswered;     /* an update went out and its answer was lost */
+};
+
+/* ---- deploy.c */
+int64_t job_now(struct deployer *d);
+void job_nap(struct deployer *d, long ms);
+int job_stopping(struct deployer *d);
+int job_request(struct deployer *d, const char *method, const char *path, const char *body,
+                struct httpc_resp *resp);
+/* GET /v2/apps/{id} -> the "app" object (caller frees), or NULL; resp holds the answer. */
+cJSON *job_get_app(struct deployer *d, const char *app_id, struct httpc_resp *resp);
+/* Exponential backoff with jitter: 0.5 s, 1 s, 2 s ... capped at 30 s, +-25 %. */
+long job_backoff_ms(int attempt);
+/* Hands the waiting pushes to the per-app queue (one lock for all: a batch's pushes for one
+ * app are seen together by the job that chooses among them). */
+void job_submit(struct deployer *d, struct waiting **w, size_t n, const char *const *app_ids);
+
+/* ---- dispatch.c */
+void *dispatch_main(void *arg);
+/* Lists the apps carrying the label (retrying until deadline); 0, or -1 with err. */
+struct listing;
+int dispatch_list_apps(struct deployer *d, int64_t deadline, struct listing *out, char *err,
+                       size_t errlen);
+
+/* ---- update.c: 1 when a deployment is to be followed (j->dep_id), 0 when the job ended */
+int job_update(struct job *j);
+
+/* ---- outcome.c: follows j->dep_id to its end, rolls back, reports */
+void job_follow(struct job *j);
+
+/* ---- records.c */
+uint64_t record_new(struct deployer *d, const struct push *p, const char *app_id);
+/* Updates a record; NULL leaves a field as it is. */
+void record_set(struct deployer *d, uint64_t seq, const char *state, const char *reason,
+                const char *task_message);
+void record_job(struct job *j); /* copies images, digest and deployment ids of j */
+void record_rollback(struct deployer *d, uint64_t seq, const char *rollback_id);
+void record_accepted(struct deployer *d, uint64_t seq);
+int records_json(struct deployer *d, struct buf *b);
+void report_init(struct report *r, enum report_kind k, const struct push *p, const char *app_id);
+void count_outcome(const char *outcome);
+/* Records, counts, reports and logs the end of a push for an app that did not deploy. */
+void finish_skipped(struct deployer *d, uint64_t seq, const struct push *p, const char *app_id,
+                    const char *channel, const char *state, enum report_kind kind,
+                    const char *reason);
+/* Records, counts (when outcome), and reports kind for the job's deployment dep_id. */
+void job_report(struct job *j, enum report_kind kind, const char *state, const char *dep_id,
+                const char *reason, const char *task_message, const char *error);
+double job_secs(struct job *j);
+
+#endif

@@ -1,0 +1,344 @@
+/*
+ * decide.c: the deployer's rules (see decide.h). Pure: no I/O.
+ */
+#include "decide.h"
+
+#include "reference.h"
+#include "semver.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *const decide_own_labels[] = {"autodeploy.digest", "autodeploy.pushed-by",
+                                         "autodeploy.deployed-at", "autodeploy.pushed-at", NULL};
+
+static const char *jstr(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+int decide_is_true(const char *v)
+{
+    return v && (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "1"));
+}
+
+int decide_app_view(const cJSON *app, const char *label, struct app_view *v)
+{
+    memset(v, 0, sizeof *v);
+    v->instances = -1;
+    if (!cJSON_IsObject(app)) return -1;
+    v->json = app;
+    v->id = jstr(app, "id");
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(app, "container");
+    v->image = jstr(cJSON_GetObjectItemCaseSensitive(c, "docker"), "image");
+    v->version = jstr(app, "version");
+    v->config_version =
+        jstr(cJSON_GetObjectItemCaseSensitive(app, "versionInfo"), "lastConfigChangeAt");
+    if (!v->config_version) v->config_version = v->version;
+    const cJSON *labels = cJSON_GetObjectItemCaseSensitive(app, "labels");
+    v->digest = jstr(labels, "autodeploy.digest");
+    v->pushed_at = jstr(labels, "autodeploy.pushed-at");
+    v->channel = jstr(labels, "autodeploy.slack-channel");
+    v->pattern = label ? jstr(labels, label) : NULL;
+    v->paused = decide_is_true(jstr(labels, "autodeploy.paused"));
+    v->pin = decide_is_true(jstr(labels, "autodeploy.pin-digest"));
+    v->force = decide_is_true(jstr(labels, "autodeploy.force"));
+    const cJSON *inst = cJSON_GetObjectItemCaseSensitive(app, "instances");
+    if (cJSON_IsNumber(inst)) v->instances = inst->valueint;
+    const cJSON *deps = cJSON_GetObjectItemCaseSensitive(app, "deployments");
+    v->deployment = jstr(cJSON_GetArrayItem(deps, 0), "id");
+    v->failure_version = jstr(cJSON_GetObjectItemCaseSensitive(app, "lastTaskFailure"), "version");
+    return 0;
+}
+
+int decide_app_id_valid(const char *id)
+{
+    if (!id || id[0] != '/' || strlen(id) >= DECIDE_APP_ID_MAX) return 0;
+    const char *p = id + 1;
+    for (;;) {
+        const char *s = p;
+        while ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '.')
+            p++;
+        if (p == s || s[0] == '.' || s[0] == '-' || p[-1] == '.' || p[-1] == '-') return 0;
+        if (*p == '\0') return 1;
+        if (*p != '/') return 0;
+        p++;
+    }
+}
+
+const char *decide_gate(const struct config *cfg, const char *app_id, int paused)
+{
+    if (!decide_app_id_valid(app_id))
+        return "the app id breaks Marathon's id rules; it is never touched";
+    int allowed = cfg->app_prefix.n == 0;
+    for (size_t i = 0; i < cfg->app_prefix.n && !allowed; i++)
+        allowed = !strncmp(app_id, cfg->app_prefix.v[i], strlen(cfg->app_prefix.v[i]));
+    if (!allowed) return "the app is outside the allowed --app-prefix";
+    if (paused) return "the app is paused (label autodeploy.paused=true)";
+    return NULL;
+}
+
+int decide_new_image(const char *current, const struct push *p, int pin, char *out, size_t len,
+                     char *reason, size_t reasonlen)
+{
+    struct image_ref cur, nw;
+    if (len) out[0] = '\0';
+    if (!current || ref_parse_image(current, &cur) < 0) {
+        snprintf(reason, reasonlen, "cannot parse the app's current image \"%.200s\"",
+                 current ? current : "");
+        return -1;
+    }
+    memset(&nw, 0, sizeof nw);
+    memcpy(nw.host, cur.host, sizeof nw.host);
+    snprintf(nw.repository, sizeof nw.repository, "%s", p->repository);
+    snprintf(nw.tag, sizeof nw.tag, "%s", p->tag);
+    if (pin) snprintf(nw.digest, sizeof nw.digest, "%s", p->digest);
+    if (strlen(p->repository) >= sizeof nw.repository || strlen(p->tag) >= sizeof nw.tag ||
+        ref_format_image(&nw, out, len) < 0) {
+        snprintf(reason, reasonlen, "the new image reference would be too long");
+        if (len) out[0] = '\0'; /* never a shortened reference */
+        return -1;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- choosing */
+
+/* 1 when a should win over b, b having arrived earlier. Pushes matched by a semver: pattern
+ * are ranked by version (then time); the others by time. */
+static int newer(const struct push *a, const struct push *b, int by_version)
+{
+    struct semver va, vb;
+    char e[64];
+    if (by_version && semver_parse(a->tag, 1, &va, e, sizeof e) == 0 &&
+        semver_parse(b->tag, 1, &vb, e, sizeof e) == 0) {
+        int c = semver_compare(&va, &vb);
+        if (c) return c > 0;
+    }
+    if (a->timestamp_ns && b->timestamp_ns && a->timestamp_ns != b->timestamp_ns)
+        return a->timestamp_ns > b->timestamp_ns;
+    return 1; /* the later arrival */
+}
+
+int decide_choose(const match_set *ms, const struct app_view *v, const struct push *const *p,
+                  size_t n, enum decide_pick *verdict, char (*why)[DECIDE_REASON_MAX])
+{
+    struct image_ref cur;
+    const char *current_tag = NULL;
+    if (v->image && ref_parse_image(v->image, &cur) == 0 && cur.tag[0]) current_tag = cur.tag;
+    /* Pass 1: which pushes still match, and which by a semver: pattern. */
+    int by_version = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct match_subject s = {p[i]->host, p[i]->repository, p[i]->tag, current_tag};
+        int semver = 0;
+        char r[DECIDE_REASON_MAX - 64];
+        verdict[i] = DECIDE_SUPERSEDED;
+        if (!ms || !match_test_semver(ms, &s, r, sizeof r, &semver)) {
+            verdict[i] = DECIDE_NOT_MATCHING;
+            snprintf(why[i], DECIDE_REASON_MAX, "no longer matches what the app runs now: %s",
+                     ms ? r : "the app's label is gone or invalid");
+            continue;
+        }
+        why[i][0] = semver ? 'v' : 't'; /* remembered for pass 2 */
+        by_version |= semver;
+    }
+    /* Pass 2: with a semver: pattern in play, only its pushes compete (a label mixing kinds
+     * would otherwise have no consistent order); the best by version, then time, then arrival. */
+    int best = -1;
+    for (size_t i = 0; i < n; i++) {
+        if (verdict[i] == DECIDE_NOT_MATCHING || (by_version && why[i][0] != 'v')) continue;
+        if (best < 0 || newer(p[i], p[best], by_version)) best = (int)i;
+    }
+    if (best < 0) return -1;
+    verdict[best] = DECIDE_PICKED;
+    why[best][0] = '\0';
+    for (size_t i = 0; i < n; i++)
+        if (verdict[i] == DECIDE_SUPERSEDED)
+            snprintf(why[i], DECIDE_REASON_MAX, "%s (%.150s:%.100s) will deploy instead",
+                     by_version ? "a higher version" : "a newer push", p[best]->repository,
+                     p[best]->tag);
+    return best;
+}
+
+/* ---------------------------------------------------------------- one job */
+
+static int skip(struct decision *d, const char *state, const char *reason)
+{
+    d->action = DECIDE_SKIP;
+    d->state = state;
+    if (reason != d->reason) snprintf(d->reason, sizeof d->reason, "%s", reason);
+    return 0;
+}
+
+int decide_job(const struct config *cfg, const struct app_view *v, const struct push *p,
+               int sent_unanswered, struct decision *d)
+{
+    memset(d, 0, sizeof *d);
+    if (!v->image) return skip(d, "skipped", "the app has no container.docker.image to update");
+    const char *gate = decide_gate(cfg, v->id, v->paused);
+    if (gate) return skip(d, "skipped", gate);
+    int pin = cfg->pin_digest || v->pin;
+    if (decide_new_image(v->image, p, pin, d->new_image, sizeof d->new_image, d->reason,
+                         sizeof d->reason) < 0)
+        return skip(d, "skipped", d->reason);
+    d->force = cfg->force || v->force;
+    int same_image = !strcmp(v->image, d->new_image);
+    if (same_image && v->digest && !strcmp(v->digest, p->digest)) {
+        if (v->deployment) {
+            d->action = DECIDE_FOLLOW;
+        } else if (sent_unanswered) {
+            d->action = DECIDE_LANDED;
+        } else {
+            d->action = DECIDE_UNCHANGED;
+            d->state = "unchanged";
+            snprintf(d->reason, sizeof d->reason, "%s",
+                     p->replayed ? "the app already runs this image and digest: its deployment "
+                                   "ended while autodeployd was stopped"
+                                 : "the app already runs this image and digest");
+        }
+        return 0;
+    }
+    int64_t deployed_ns;
+    if (v->pushed_at && p->timestamp_ns && event_parse_rfc3339(v->pushed_at, &deployed_ns) == 0 &&
+        deployed_ns > p->timestamp_ns) {
+        char r[DECIDE_REASON_MAX];
+        snprintf(r, sizeof r, "the push is older than the one the app runs (pushed at %.64s)",
+                 v->pushed_at);
+        return skip(d, "skipped", r);
+    }
+    if (cfg->dry_run) {
+        char r[DECIDE_REASON_MAX];
+        snprintf(r, sizeof r, "dry run: would deploy %.200s (now %.200s)", d->new_image, v->image);
+        return skip(d, "dry_run", r);
+    }
+    d->mutable_tag = same_image && !pin;
+    d->action = DECIDE_DEPLOY;
+    return 0;
+}
+
+/* The app's container with docker.image replaced; NULL when out of memory. */
+static cJSON *container_with(const struct app_view *v, const char *image, int force_pull)
+{
+    cJSON *container = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(v->json, "container"), 1);
+    cJSON *docker = cJSON_GetObjectItemCaseSensitive(container, "docker");
+    if (!cJSON_IsObject(docker)) {
+        cJSON_Delete(container); /* callers only build bodies for apps with a docker image */
+        return NULL;
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(docker, "image");
+    cJSON_AddStringToObject(docker, "image", image);
+    if (force_pull) {
+        /* Same image string, new digest: make the agents pull instead of reusing their copy. */
+        if (cJSON_GetObjectItemCaseSensitive(docker, "forcePullImage"))
+            cJSON_ReplaceItemInObjectCaseSensitive(docker, "forcePullImage", cJSON_CreateTrue());
+        else
+            cJSON_AddTrueToObject(docker, "forcePullImage");
+    }
+    return container;
+}
+
+static cJSON *labels_copy(const struct app_view *v)
+{
+    const cJSON *old = cJSON_GetObjectItemCaseSensitive(v->json, "labels");
+    return cJSON_IsObject(old) ? cJSON_Duplicate(old, 1) : cJSON_CreateObject();
+}
+
+static void label_put(cJSON *labels, const char *k, const char *value)
+{
+    cJSON_DeleteItemFromObjectCaseSensitive(labels, k);
+    if (value) cJSON_AddStringToObject(labels, k, value);
+}
+
+static char *print_body(cJSON *container, cJSON *labels)
+{
+    cJSON *body = cJSON_CreateObject();
+    char *s = NULL;
+    if (body && container && labels) {
+        cJSON_AddItemToObject(body, "container", container);
+        cJSON_AddItemToObject(body, "labels", labels);
+        s = cJSON_PrintUnformatted(body);
+    } else {
+        cJSON_Delete(container);
+        cJSON_Delete(labels);
+    }
+    cJSON_Delete(body);
+    return s;
+}
+
+char *decide_update_body(const struct app_view *v, const struct decision *d, const struct push *p,
+                         const char *deployed_at)
+{
+    cJSON *labels = labels_copy(v);
+    const char *set[] = {p->digest, p->pusher[0] ? p->pusher : "unknown", deployed_at,
+                         p->timestamp[0] ? p->timestamp : NULL};
+    /* A push without a time removes the previous push's autodeploy.pushed-at: every label
+     * then describes the image deployed. */
+    for (size_t i = 0; decide_own_labels[i] && labels; i++)
+        label_put(labels, decide_own_labels[i], set[i]);
+    return print_body(container_with(v, d->new_image, d->mutable_tag), labels);
+}
+
+char *decide_rollback_body(const struct app_view *now, const char *old_image,
+                           const cJSON *old_labels)
+{
+    cJSON *labels = labels_copy(now);
+    for (size_t i = 0; decide_own_labels[i] && labels; i++)
+        label_put(labels, decide_own_labels[i], jstr(old_labels, decide_own_labels[i]));
+    return print_body(container_with(now, old_image, 0), labels);
+}
+
+/* ---------------------------------------------------------------- after the end */
+
+int decide_version_cmp(const char *a, const char *b)
+{
+    int64_t x, y;
+    if (a && b && event_parse_rfc3339(a, &x) == 0 && event_parse_rfc3339(b, &y) == 0)
+        return x < y ? -1 : x > y;
+    return a && b ? strcmp(a, b) : 0;
+}
+
+enum decide_owner decide_owner(const struct app_view *v, const char *our_image,
+                               const char *our_digest, const char *our_version, char *reason,
+                               size_t reasonlen)
+{
+    char scratch[8];
+    if (!reason) {
+        reason = scratch;
+        reasonlen = sizeof scratch;
+    }
+    if (!v->image || strcmp(v->image, our_image) != 0 ||
+        (our_digest && (!v->digest || strcmp(v->digest, our_digest) != 0))) {
+        snprintf(reason, reasonlen,
+                 "cancelled by another writer: the app now runs %.300s (autodeployd leaves it so)",
+                 v->image ? v->image : "no image");
+        return OWNER_CHANGED;
+    }
+    if (v->deployment) {
+        snprintf(reason, reasonlen, "deployment %.127s took over with the same image",
+                 v->deployment);
+        return OWNER_TAKEN_OVER;
+    }
+    /* Tasks started at or after the configuration run it; a scale keeps the configuration. */
+    const char *since = v->config_version;
+    if (!since || (our_version && decide_version_cmp(since, our_version) < 0)) since = our_version;
+    int running = 0, want = v->instances < 0 ? 1 : v->instances;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(v->json, "tasks"))
+    {
+        const char *tv = jstr(t, "version"), *st = jstr(t, "state");
+        if (tv && st && !strcmp(st, "TASK_RUNNING") &&
+            (!since || decide_version_cmp(tv, since) >= 0))
+            running++;
+    }
+    if (running >= want) {
+        snprintf(reason, reasonlen, "%d of %d tasks run the new configuration", running, want);
+        return OWNER_SUCCEEDED;
+    }
+    const char *msg = jstr(cJSON_GetObjectItemCaseSensitive(v->json, "lastTaskFailure"), "message");
+    snprintf(reason, reasonlen,
+             "the deployment ended with %d of %d tasks running the new version%s%.300s", running,
+             want, msg && *msg ? "; last task failure: " : "", msg ? msg : "");
+    return OWNER_FAILED;
+}
