@@ -46,6 +46,12 @@ static const char *jstr(const cJSON *o, const char *k)
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+/* The version our update created; NULL when Marathon's answer did not say. */
+static const char *our_version(const struct job *j)
+{
+    return j->version[0] ? j->version : NULL;
+}
+
 /* 1 when /v2/deployments lists id, 0 when it does not, -1 when it cannot be read. */
 static int listed(struct deployer *d, const char *id)
 {
@@ -240,7 +246,7 @@ static void roll_back(struct job *j, int ours_running, const char *why)
         buf_adds(&path, j->dep_id);
         rc = send_rollback(j, "DELETE", path.data, NULL, rb_id, sizeof rb_id, err, sizeof err);
     } else {
-        struct target t = {j->dep_id, j->new_image, j->p->digest, j->version, 0};
+        struct target t = {j->dep_id, j->new_image, j->p->digest, our_version(j), 0};
         struct app_view v;
         cJSON *app;
         char who[REPORT_TEXT_MAX - 32] = "";
@@ -290,7 +296,7 @@ static void timed_out(struct job *j, const char *followed, const char *task)
     if (ours) {
         roll_back(j, 1, reason);
     } else {
-        struct target t = {j->dep_id, j->new_image, j->p->digest, j->version, 0};
+        struct target t = {j->dep_id, j->new_image, j->p->digest, our_version(j), 0};
         struct app_view v;
         cJSON *app;
         char why[REPORT_TEXT_MAX];
@@ -311,7 +317,7 @@ static void timed_out(struct job *j, const char *followed, const char *task)
 static int ended(struct job *j, char *followed, size_t flen, const char *event_reason,
                  const char *task)
 {
-    struct target t = {followed, j->new_image, j->p->digest, j->version, 0};
+    struct target t = {followed, j->new_image, j->p->digest, our_version(j), 0};
     char reason[REPORT_TEXT_MAX] = "";
     struct app_view v;
     cJSON *app;
@@ -359,7 +365,7 @@ void job_follow(struct job *j)
     copy(followed, sizeof followed, j->dep_id);
     for (;;) {
         char reason[REPORT_TEXT_MAX] = "", task[REPORT_TEXT_MAX] = "";
-        struct target t = {followed, j->new_image, j->p->digest, j->version, j->deadline};
+        struct target t = {followed, j->new_image, j->p->digest, our_version(j), j->deadline};
         enum end e = follow_one(j, &t, reason, sizeof reason, task, sizeof task);
         if (e == END_ENDED && ended(j, followed, sizeof followed, reason, task)) continue;
         if (e != END_STOPPED) metrics_observe("autodeploy_deploy_duration_seconds", job_secs(j));

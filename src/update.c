@@ -120,7 +120,10 @@ static void note_before(struct job *j, const struct app_view *v)
 {
     if (j->old_labels) return;
     copy(j->channel, sizeof j->channel, v->channel);
-    copy(j->old_image, sizeof j->old_image, v->image);
+    /* An image too long for any valid reference is refused by the rules (decide_new_image);
+     * it is not recorded cut short. */
+    if (v->image && strlen(v->image) < sizeof j->old_image)
+        copy(j->old_image, sizeof j->old_image, v->image);
     copy(j->old_digest, sizeof j->old_digest, v->digest);
     j->instances = v->instances;
     const cJSON *labels = cJSON_GetObjectItemCaseSensitive(v->json, "labels");
