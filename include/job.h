@@ -143,5 +143,7 @@ void finish_skipped(struct deployer *d, uint64_t seq, const struct push *p, cons
 void job_report(struct job *j, enum report_kind kind, const char *state, const char *dep_id,
                 const char *reason, const char *task_message, const char *error);
 double job_secs(struct job *j);
+/* A setting's duration as the user would write it: "1.5s", "600s". */
+void format_limit(long ms, char *out, size_t len);
 
 #endif

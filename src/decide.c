@@ -137,8 +137,15 @@ int decide_choose(const match_set *ms, const struct app_view *v, const struct pu
         verdict[i] = DECIDE_SUPERSEDED;
         if (!ms || !match_test_semver(ms, &s, r, sizeof r, &semver)) {
             verdict[i] = DECIDE_NOT_MATCHING;
-            snprintf(why[i], DECIDE_REASON_MAX, "no longer matches what the app runs now: %s",
-                     ms ? r : "the app's label is gone or invalid");
+            struct match_subject unbounded = {p[i]->host, p[i]->repository, p[i]->tag, NULL};
+            if (ms && current_tag && match_test(ms, &unbounded, NULL, 0))
+                snprintf(why[i], DECIDE_REASON_MAX,
+                         "%.100s is older than the version the app runs (%.100s): never "
+                         "deployed over a higher version",
+                         p[i]->tag, current_tag);
+            else
+                snprintf(why[i], DECIDE_REASON_MAX, "no longer matches what the app runs now: %s",
+                         ms ? r : "the app's label is gone or invalid");
             continue;
         }
         why[i][0] = semver ? 'v' : 't'; /* remembered for pass 2 */

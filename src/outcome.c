@@ -165,7 +165,7 @@ static void rollback_failed(struct job *j, const char *why, const char *err, con
 {
     log_error("rollback failed", "app", j->app_id, "deployment", j->dep_id, "error", err, NULL);
     char r[REPORT_TEXT_MAX];
-    snprintf(r, sizeof r, "%.200s; the rollback %s: %.240s", why,
+    snprintf(r, sizeof r, "%.200s; the rollback %s: %.240s; it needs a hand", why,
              rb_id && *rb_id ? "did not complete" : "was refused", err);
     job_report(j, REPORT_ROLLBACK_FAILED, "rollback_failed", j->dep_id, r, NULL, err);
 }
@@ -199,7 +199,7 @@ static void follow_revert(struct job *j, const char *rb_id, const char *why)
                    NULL, "");
     } else {
         char err[REPORT_TEXT_MAX], lim[32];
-        snprintf(lim, sizeof lim, "%.0fs", config_live()->deploy_timeout_ms / 1000.0);
+        format_limit(config_live()->deploy_timeout_ms, lim, sizeof lim);
         if (e == END_TIMEOUT)
             snprintf(err, sizeof err, "the rollback deployment %.127s did not end within %s", rb_id,
                      lim);
@@ -282,11 +282,10 @@ static void succeeded(struct job *j, const char *dep_id, const char *note)
 
 static void timed_out(struct job *j, const char *followed, const char *task)
 {
-    char reason[REPORT_TEXT_MAX];
+    char reason[REPORT_TEXT_MAX], lim[32];
+    format_limit(config_live()->deploy_timeout_ms, lim, sizeof lim);
     snprintf(reason, sizeof reason,
-             "not finished %.0fs after Marathon accepted the update "
-             "(--deploy-timeout)",
-             config_live()->deploy_timeout_ms / 1000.0);
+             "not finished %s after Marathon accepted the update (--deploy-timeout)", lim);
     log_warn("deployment timed out", "app", j->app_id, "deployment", followed, "reason", reason,
              NULL);
     job_report(j, REPORT_TIMED_OUT, "timed_out", followed, reason, task, "");

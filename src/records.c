@@ -197,6 +197,14 @@ void finish_skipped(struct deployer *d, uint64_t seq, const struct push *p, cons
              "repository", p->repository, "tag", p->tag, "reason", reason, NULL);
 }
 
+void format_limit(long ms, char *out, size_t len)
+{
+    if (ms % 1000)
+        snprintf(out, len, "%.3gs", ms / 1000.0);
+    else
+        snprintf(out, len, "%lds", ms / 1000);
+}
+
 double job_secs(struct job *j)
 {
     return j->accepted_at ? (job_now(j->d) - j->accepted_at) / 1000.0 : 0;

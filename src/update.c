@@ -44,11 +44,6 @@ static void fail(struct job *j, const char *reason)
     }
 }
 
-static void limit_text(long ms, char *out, size_t len)
-{
-    snprintf(out, len, "%.0fs", ms / 1000.0);
-}
-
 /* Reads the app, retrying while Marathon fails and the update bound allows. NULL when the job
  * has ended (reported). */
 static cJSON *read_app(struct job *j)
@@ -236,7 +231,7 @@ static int retry_after(struct job *j, long st, struct httpc_resp *resp, const ch
     struct deployer *d = j->d;
     char err[REPORT_TEXT_MAX], why[REPORT_TEXT_MAX], lim[32];
     marathon_error_text(resp, err, sizeof err);
-    limit_text(config_live()->update_timeout_ms, lim, sizeof lim);
+    format_limit(config_live()->update_timeout_ms, lim, sizeof lim);
     int out_of_time = job_stopping(d) || job_now(d) >= j->update_deadline;
     if (st == 405 && !strcmp(*method, "PATCH")) {
         /* Marathon before 1.4: PUT merges too, but creates a missing app, so the re-read at
