@@ -9,7 +9,7 @@ Shell:
     python3 tests/emulator/marathon.py --listen 127.0.0.1:0 --port-file /tmp/m.port \
         [--apps FILE_OR_DIR ...] [--http-credentials user:pass] [--token TOKEN] \
         [--marathon-version 1.10|1.3] [--deploy-seconds S] [--heartbeat-seconds S] \
-        [--max-deployments N] [--redirect-to URL] [--quiet]
+        [--max-deployments N] [--list-delay-seconds S] [--redirect-to URL] [--quiet]
 
 Python:
     from marathon import MarathonEmulator
@@ -341,6 +341,34 @@ class Deployment:
         self.new_tasks = []               # task ids launched by this deployment
         self.next_failure = None          # monotonic time of next TASK_FAILED (hang+message)
         self.done = False
+        # Bookkeeping for tests (GET /_emu/deployments/history, /_emu/cancellations):
+        self.listed_from = self.started   # monotonic: absent from the listings before this
+        self.created_wall = time.time()
+        self.ended_wall = None
+        self.result = "running"           # running | success | failed | cancelled
+        self.reason = None
+        self.created_by = None            # request summary (see MarathonEmulator._who)
+        self.cancelled_by = None          # request summary of the write that cancelled it
+        self.replaced_by = None           # id of the forced deployment that cancelled it
+        self.rollback_of = None           # for a DELETE's revert: the deployment it reverts
+        self.rolled_back_by = None        # id of the revert deployment a DELETE started
+        self.applies_to = "deploy"        # which behaviour table it drew from: deploy | rollback
+
+    def listed(self, now=None):
+        return (time.monotonic() if now is None else now) >= self.listed_from
+
+    def history_json(self):
+        return {
+            "id": self.id, "app": self.app_id, "kind": self.kind, "version": self.version,
+            "steps": [{"actions": [dict(a) for a in s]} for s in self.steps],
+            "behaviour": dict(self.behaviour), "applies_to": self.applies_to,
+            "created_at": iso(self.created_wall), "created_time": self.created_wall,
+            "listed": self.listed(), "ended_at": iso(self.ended_wall) if self.ended_wall else None,
+            "ended_time": self.ended_wall, "result": self.result, "reason": self.reason,
+            "created_by": copy.deepcopy(self.created_by), "cancelled_by": copy.deepcopy(self.cancelled_by),
+            "replaced_by": self.replaced_by, "rollback_of": self.rollback_of,
+            "rolled_back_by": self.rolled_back_by,
+        }
 
     def plan_json(self):
         return {"id": self.id, "steps": [{"actions": [dict(a) for a in s]} for s in self.steps],
@@ -371,12 +399,28 @@ class _Fault:
         self.headers = spec.get("headers") or {}
         self.delay = float(spec.get("delay", 0) or 0)
         self.close = bool(spec.get("close", False))
+        self.user_agent = spec.get("user_agent")          # prefix of the request's User-Agent
+        self.after_event = spec.get("after_event")        # armed once such an event is published
+        self.after_event_id = spec.get("after_event_id")  # ... for this deployment id only
+        self.armed = not self.after_event
+        self.hits = []                                     # seq of every request it applied to
         self.spec = dict(spec)
 
-    def matches(self, method, path):
-        if self.count <= 0:
+    def arm_on(self, event):
+        if self.armed or event.get("eventType") != self.after_event:
+            return
+        if self.after_event_id is not None:
+            ids = {event.get("id"), (event.get("plan") or {}).get("id")}
+            if self.after_event_id not in ids:
+                return
+        self.armed = True
+
+    def matches(self, method, path, user_agent=""):
+        if self.count <= 0 or not self.armed:
             return False
         if self.method and self.method != method:
+            return False
+        if self.user_agent is not None and not (user_agent or "").startswith(self.user_agent):
             return False
         if self.path_regex is not None:
             return bool(self.path_regex.search(path))
@@ -400,10 +444,32 @@ class _Stream:
 
 # --------------------------------------------------------------------------- the emulator
 
+# Every MarathonEmulator constructed in this process, in order (tests/integration/conftest.py's
+# write guard checks the ones a test created). take_created() empties it.
+CREATED: list = []
+_CREATED_LOCK = threading.Lock()
+
+
+def take_created():
+    """Returns and forgets every emulator constructed since the last call."""
+    with _CREATED_LOCK:
+        out = list(CREATED)
+        del CREATED[:]
+    return out
+
+
+CONFIG_KEYS = ("max_deployments", "deploy_seconds", "heartbeat_seconds", "marathon_version",
+               "redirect_to", "http_credentials", "token", "list_delay_seconds")
+BEHAVIOUR_MODES = ("succeed", "hang", "fail")
+
+
 class MarathonEmulator:
     def __init__(self, host="127.0.0.1", port=0, apps=None, http_credentials=None, token=None,
                  marathon_version="1.10", deploy_seconds=1.0, heartbeat_seconds=10.0,
-                 max_deployments=100, redirect_to=None, quiet=True, log_stream=None):
+                 max_deployments=100, redirect_to=None, quiet=True, log_stream=None,
+                 list_delay_seconds=0.0):
+        with _CREATED_LOCK:
+            CREATED.append(self)
         self.host = host
         self.req_port = port
         self.http_credentials = http_credentials
@@ -412,6 +478,10 @@ class MarathonEmulator:
         self.deploy_seconds = float(deploy_seconds)
         self.heartbeat_seconds = float(heartbeat_seconds)
         self.max_deployments = int(max_deployments)
+        # A deployment just accepted is absent from GET /v2/deployments and from the app's
+        # `deployments` for this long (the update's answer comes before the deployment
+        # manager lists it); it holds the app's lock from the start all the same.
+        self.list_delay_seconds = float(list_delay_seconds)
         self.redirect_to = redirect_to
         self.quiet = quiet
         self.log_stream = log_stream or sys.stderr
@@ -422,8 +492,17 @@ class MarathonEmulator:
         self.deployments: dict[str, Deployment] = {}
         self.behaviours: dict[str, dict] = {}
         self.default_behaviour = None
+        # Behaviours of the revert deployments started by DELETE /v2/deployments/{id}.
+        self.rollback_behaviours: dict[str, dict] = {}
+        self.default_rollback_behaviour = None
         self.faults: list[_Fault] = []
         self.requests: list[dict] = []
+        self.history: dict[str, Deployment] = {}      # every deployment since the last reset
+        # Never cleared (not by reset nor DELETE /_emu/requests): what the integration suite's
+        # write guard audits.
+        self.audit_requests: list[dict] = []
+        self.audit_deployments: dict[str, Deployment] = {}
+        self._tls = threading.local()                 # the Marathon request this thread serves
         self.events: list[dict] = []
         self.streams: list[_Stream] = []
         self.refuse_streams_until = 0.0
@@ -497,9 +576,12 @@ class MarathonEmulator:
             self.deployments.clear()
             self.behaviours.clear()
             self.default_behaviour = None
+            self.rollback_behaviours.clear()
+            self.default_rollback_behaviour = None
             self.faults.clear()
             self.requests.clear()
             self.events.clear()
+            self.history.clear()
             self.refuse_streams_until = 0.0
             for a in self.initial_apps:
                 self.put_app_direct(a)
@@ -530,35 +612,68 @@ class MarathonEmulator:
             self.apps[app_id] = app
         return app
 
-    def behaviour_for(self, app_id):
+    def _behaviour_tables(self, applies_to):
+        if applies_to == "rollback":
+            return self.rollback_behaviours, "default_rollback_behaviour"
+        if applies_to in (None, "deploy"):
+            return self.behaviours, "default_behaviour"
+        raise ApiError(400, {"message": "applies_to must be deploy or rollback"})
+
+    def behaviour_for(self, app_id, applies_to="deploy"):
+        """The behaviour the app's next deployment gets (consuming one of `times`).
+        applies_to="rollback": the revert deployment of a DELETE /v2/deployments/{id}; without
+        a rollback behaviour it succeeds after --deploy-seconds."""
         with self.lock:
-            b = self.behaviours.get(app_id)
+            table, default_attr = self._behaviour_tables(applies_to)
+            b = table.get(app_id)
             if b is not None:
                 if b.get("times") is not None:
                     b["times"] -= 1
                     if b["times"] <= 0:
-                        del self.behaviours[app_id]
+                        del table[app_id]
                 return {"mode": b.get("mode", "succeed"), "seconds": float(b.get("seconds", self.deploy_seconds)),
                         "message": b.get("message", "")}
-            if self.default_behaviour:
-                b = self.default_behaviour
+            default = getattr(self, default_attr)
+            if default:
+                b = default
                 return {"mode": b.get("mode", "succeed"), "seconds": float(b.get("seconds", self.deploy_seconds)),
                         "message": b.get("message", "")}
             return {"mode": "succeed", "seconds": self.deploy_seconds, "message": ""}
 
-    def set_behaviour(self, app_id, mode="succeed", seconds=None, message="", times=None):
-        if mode not in ("succeed", "hang", "fail"):
+    def set_behaviour(self, app_id, mode="succeed", seconds=None, message="", times=None, applies_to="deploy"):
+        """How the app's next deployments go (app_id None: every app's default).
+        applies_to="deploy" (default): deployments of writes (PUT, PATCH, POST, version
+        rollbacks, forced updates); "rollback": the revert deployments DELETE
+        /v2/deployments/{id} starts."""
+        if mode not in BEHAVIOUR_MODES:
             raise ApiError(400, {"message": "mode must be succeed, hang or fail"})
         spec = {"mode": mode, "seconds": self.deploy_seconds if seconds is None else float(seconds),
                 "message": message or ""}
         if times is not None:
             spec["times"] = int(times)
         with self.lock:
+            table, default_attr = self._behaviour_tables(applies_to)
             if app_id is None:
-                self.default_behaviour = spec
+                setattr(self, default_attr, spec)
             else:
-                self.behaviours[normalize_id(app_id)] = spec
+                table[normalize_id(app_id)] = spec
         return spec
+
+    def set_rollback_behaviour(self, app_id, mode="succeed", seconds=None, message="", times=None):
+        """set_behaviour(..., applies_to="rollback"): e.g. mode "hang" for a revert that never
+        ends, or "succeed" with seconds=S for one that takes S seconds."""
+        return self.set_behaviour(app_id, mode, seconds, message, times, applies_to="rollback")
+
+    def clear_behaviours(self, app_id=None, applies_to=None):
+        """Forget behaviours: of one app or all (defaults included); of one kind or both."""
+        with self.lock:
+            for kind in (("deploy", "rollback") if applies_to is None else (applies_to,)):
+                table, default_attr = self._behaviour_tables(kind)
+                if app_id:
+                    table.pop(normalize_id(app_id), None)
+                else:
+                    table.clear()
+                    setattr(self, default_attr, None)
 
     def add_fault(self, spec):
         with self.lock:
@@ -573,6 +688,55 @@ class MarathonEmulator:
     def get_events(self):
         with self.lock:
             return copy.deepcopy(self.events)
+
+    # ----------------------------------------------------------------- who did what
+    def _current_request(self):
+        return getattr(self._tls, "req", None)
+
+    @staticmethod
+    def _who(req):
+        """Summary of the Marathon request that created / cancelled a deployment; a deployment
+        begun otherwise (control API, the emulator itself) gets {"source": "emulator"}."""
+        if req is None:
+            return {"source": "emulator"}
+        headers = {k.lower(): v for k, v in req["headers"].items()}
+        return {"source": "request", "seq": req["seq"], "method": req["method"], "path": req["path"],
+                "raw_path": req["raw_path"], "query": copy.deepcopy(req["query"]),
+                "user_agent": headers.get("user-agent", ""), "client": req["client"],
+                "force": bool_param(req["query"], "force", False)}
+
+    def deployment_history(self, app_id=None):
+        """Every deployment since the last reset, oldest first (running and ended), with who
+        created it (`created_by`: request seq, method, path, query, user_agent) and, when a
+        write ended it, `cancelled_by` (the same) and `replaced_by` / `rolled_back_by`."""
+        with self.lock:
+            return [d.history_json() for d in self.history.values() if app_id is None or d.app_id == app_id]
+
+    def deployment_record(self, dep_id):
+        with self.lock:
+            d = self.history.get(dep_id) or self.audit_deployments.get(dep_id)
+            return d.history_json() if d else None
+
+    def cancellations(self, app_id=None):
+        """Deployments a write ended (a forced update or DELETE /v2/deployments/{id}), oldest
+        first: {deployment, app, created_by, cancelled_by, reason, replaced_by, rolled_back_by,
+        time}."""
+        out = []
+        for d in self.deployment_history(app_id):
+            if d["result"] != "cancelled":
+                continue
+            out.append({"deployment": d["id"], "app": d["app"], "created_by": d["created_by"],
+                        "cancelled_by": d["cancelled_by"], "reason": d["reason"], "replaced_by": d["replaced_by"],
+                        "rolled_back_by": d["rolled_back_by"], "time": d["ended_time"]})
+        return out
+
+    def audit(self):
+        """(requests, deployments) since the emulator was made, never cleared: what the
+        integration suite's write guard checks. Requests carry `status`, `deployment_created`,
+        `deployments_cancelled` and `app_labels` (the app's labels when the write arrived)."""
+        with self.lock:
+            return (copy.deepcopy(self.audit_requests),
+                    {k: d.history_json() for k, d in self.audit_deployments.items()})
 
     # ----------------------------------------------------------------- tasks
     @staticmethod
@@ -619,6 +783,8 @@ class MarathonEmulator:
         with self.lock:
             event.setdefault("timestamp", self.clock.now())
             self.events.append(event)
+            for f in self.faults:
+                f.arm_on(event)
             for s in list(self.streams):
                 if s.wants(event["eventType"]):
                     if s.q.qsize() > 1024:
@@ -662,12 +828,22 @@ class MarathonEmulator:
             return [[{"action": "ScaleApplication", "app": app_id}]], "scale"
         return [[{"action": "RestartApplication", "app": app_id}]], "restart"
 
-    def _cancel(self, dep, reason):
-        """End a running deployment as Marathon does on force / DELETE: deployment_failed."""
+    def _cancel(self, dep, reason, result=None):
+        """End a running deployment as Marathon does on force / DELETE: deployment_failed.
+        Ended while serving a Marathon request: result "cancelled" (who did it is recorded);
+        otherwise (fail mode, the control API) "failed"."""
         if dep.done:
             return
         dep.done = True
         self.deployments.pop(dep.id, None)
+        req = self._current_request()
+        dep.result = result or ("cancelled" if req is not None else "failed")
+        dep.reason = reason
+        dep.ended_wall = time.time()
+        if dep.result == "cancelled":
+            dep.cancelled_by = self._who(req)
+            if req is not None:
+                req["deployments_cancelled"].append(dep.id)
         app = self.apps.get(dep.app_id)
         if app is not None:
             for t in list(app.tasks):
@@ -680,8 +856,10 @@ class MarathonEmulator:
         self.publish({"id": dep.id, "plan": dep.plan_json(), "reason": reason, "eventType": "deployment_failed"})
         self.log("deployment %s for %s cancelled: %s" % (dep.id, dep.app_id, reason))
 
-    def _start_deployment(self, app_id, before_snap, after_snap, force, behaviour=None, apply=None):
+    def _start_deployment(self, app_id, before_snap, after_snap, force, behaviour=None, apply=None,
+                          applies_to="deploy"):
         """Create a deployment (checks lock and limits).  `apply` mutates state once accepted.
+        Without `behaviour`, one with steps takes the app's (applies_to: deploy or rollback).
         Returns the Deployment.  Caller holds the lock."""
         before = before_snap["definition"] if before_snap else None
         after = after_snap["definition"] if after_snap else None
@@ -700,15 +878,26 @@ class MarathonEmulator:
             raise ApiError(403, {"message": TOO_MANY_MSG.format(n=self.max_deployments)})
         for d in running:
             self._cancel(d, CANCELLED_REASON)
+            d.replaced_by = dep.id
+        req = self._current_request()
+        dep.created_by = self._who(req)
+        dep.applies_to = applies_to
+        dep.listed_from = dep.started + max(0.0, self.list_delay_seconds)
+        self.history[dep.id] = dep
+        self.audit_deployments[dep.id] = dep
+        if req is not None:
+            req["deployment_created"] = dep.id
         if apply:
             apply(dep)
         self.publish({"groupId": "/", "version": version, "eventType": "group_change_success"})
         if not steps:
             dep.done = True
+            dep.result = "success"
+            dep.ended_wall = time.time()
             self.publish({"id": dep.id, "plan": dep.plan_json(), "eventType": "deployment_success"})
             return dep
         if behaviour is None:          # consumed only by a deployment that has work to do
-            dep.behaviour = self.behaviour_for(app_id)
+            dep.behaviour = self.behaviour_for(app_id, applies_to)
         self.deployments[dep.id] = dep
         self._begin_step(dep, 1)
         self.log("deployment %s for %s started (%s, %s)" % (dep.id, app_id, kind, dep.behaviour["mode"]))
@@ -788,6 +977,8 @@ class MarathonEmulator:
             self._begin_step(dep, dep.current_step + 1)
         else:
             dep.done = True
+            dep.result = "success"
+            dep.ended_wall = time.time()
             self.deployments.pop(dep.id, None)
             self.publish({"id": dep.id, "plan": dep.plan_json(), "eventType": "deployment_success"})
             self.log("deployment %s for %s succeeded" % (dep.id, dep.app_id))
@@ -878,7 +1069,8 @@ class MarathonEmulator:
         d["tasksRunning"] = len(running)
         d["tasksHealthy"] = len(running) if has_hc else 0
         d["tasksUnhealthy"] = 0
-        d["deployments"] = [{"id": dep.id} for dep in self._running_for(app.id)]
+        now = time.monotonic()
+        d["deployments"] = [{"id": dep.id} for dep in self._running_for(app.id) if dep.listed(now)]
         if tasks:
             d["tasks"] = [{k: v for k, v in t.items() if v is not None} for t in app.tasks]
         if failure and app.last_task_failure:
@@ -938,6 +1130,7 @@ class MarathonEmulator:
         validate_id(app_id)
         with self.lock:
             app = self.apps.get(app_id)
+            self._note_app_labels(app_id)
             if app is None and method == "PATCH":
                 raise ApiError(404, {"message": "App '%s' does not exist" % app_id})
             rollback = body.get("version")
@@ -1023,6 +1216,7 @@ class MarathonEmulator:
             app = self.apps.get(app_id)
             if app is None:
                 raise ApiError(404, {"message": "App '%s' does not exist" % app_id})
+            self._note_app_labels(app_id)
 
             def apply(dep):
                 del self.apps[app_id]
@@ -1039,6 +1233,7 @@ class MarathonEmulator:
             dep = self.deployments.get(dep_id)
             if dep is None or dep.done:
                 raise ApiError(404, {"message": "DeploymentPlan %s does not exist" % dep_id})
+            self._note_app_labels(dep.app_id)
             self._cancel(dep, CANCELLED_REASON)
             if force:
                 return 202, None, {}
@@ -1063,14 +1258,27 @@ class MarathonEmulator:
                 app.version_info = dict(original["versionInfo"])
 
             after = copy.deepcopy(original) if original else None
-            rb = self._start_deployment(app_id, before, after, True,
-                                        behaviour={"mode": "succeed", "seconds": self.deploy_seconds, "message": ""},
-                                        apply=apply)
+            # The revert is a deployment like any other: it follows the app's rollback
+            # behaviour (set_rollback_behaviour), by default it succeeds after --deploy-seconds.
+            rb = self._start_deployment(app_id, before, after, True, apply=apply, applies_to="rollback")
+            rb.rollback_of = dep.id
+            dep.rolled_back_by = rb.id
         return 200, {"deploymentId": rb.id, "version": rb.version}, {"Marathon-Deployment-Id": rb.id}
 
-    def list_deployments(self):
+    def _note_app_labels(self, app_id):
+        """Records on the request being served the labels the app had when it arrived."""
+        req = self._current_request()
+        app = self.apps.get(app_id)
+        if req is not None and app is not None:
+            req["app_labels"] = copy.deepcopy(app.definition.get("labels") or {})
+
+    def list_deployments(self, include_unlisted=False):
+        """GET /v2/deployments: running deployments, those still within list_delay_seconds of
+        their creation left out (include_unlisted=True: all running ones)."""
+        now = time.monotonic()
         with self.lock:
-            return [d.api_json() for d in sorted(self.deployments.values(), key=lambda d: d.version) if not d.done]
+            return [d.api_json() for d in sorted(self.deployments.values(), key=lambda d: d.version)
+                    if not d.done and (include_unlisted or d.listed(now))]
 
     def info(self):
         try:
@@ -1113,6 +1321,11 @@ class _Handler(httpbase.Handler):
             data = b""
         else:
             data = body
+        rec = getattr(self, "_rec", None)
+        if rec is not None:
+            with self.emu.lock:
+                if rec["status"] is None:
+                    rec["status"] = status
         self.send_response(status)
         hdrs = dict(headers or {})
         if data and not any(k.lower() == "content-type" for k in hdrs):
@@ -1156,6 +1369,7 @@ class _Handler(httpbase.Handler):
         path = urllib.parse.unquote(split.path)
         query = urllib.parse.parse_qs(split.query, keep_blank_values=True)
         body = self._read_body()
+        self._rec = None
         if path.startswith("/_emu"):
             try:
                 self._control(method, path, query, body)
@@ -1171,12 +1385,22 @@ class _Handler(httpbase.Handler):
                 "raw_path": self.path, "query": query, "raw_query": split.query,
                 "headers": {k: v for k, v in self.headers.items()},
                 "body": body.decode("utf-8", "replace"), "client": self.client_address[0],
+                # Filled in while it is served: the answer's status (None: no answer, e.g. a
+                # fault closed the connection), the deployment it created, those it ended,
+                # the app's labels when a write arrived, whether a fault applied.
+                "status": None, "deployment_created": None, "deployments_cancelled": [],
+                "app_labels": None, "fault": None,
             }
             emu.requests.append(rec)
+            emu.audit_requests.append(rec)
+            self._rec = rec
             fault = None
+            ua = self.headers.get("User-Agent") or ""
             for f in emu.faults:
-                if f.matches(method, path):
+                if f.matches(method, path, ua):
                     f.count -= 1
+                    f.hits.append(rec["seq"])
+                    rec["fault"] = {k: v for k, v in f.spec.items() if k != "body"}
                     fault = f
                     break
         if fault is not None:
@@ -1202,6 +1426,7 @@ class _Handler(httpbase.Handler):
             loc = emu.redirect_to.rstrip("/") + split.path + ("?" + split.query if split.query else "")
             self._send(307, b"", {"Location": loc})
             return
+        emu._tls.req = rec
         try:
             self._route(method, path, query, body)
         except ApiError as ex:
@@ -1211,6 +1436,8 @@ class _Handler(httpbase.Handler):
         except Exception as ex:  # pragma: no cover - defensive
             emu.log("internal error: %r" % ex)
             self._json(500, {"message": "emulator internal error: %r" % ex})
+        finally:
+            emu._tls.req = None
 
     def _authorized(self, path):
         emu = self.emu
@@ -1347,6 +1574,9 @@ class _Handler(httpbase.Handler):
                 "Cache-Control: no-cache\r\n"
                 "X-Marathon-Leader: http://%s:%d\r\n"
                 "Server: Jetty(9.4.z)\r\n\r\n") % (self.date_time_string(), emu.host, emu.port)
+        with emu.lock:
+            if self._rec is not None:
+                self._rec["status"] = 200
         try:
             self.wfile.write(head.encode("ascii"))
             self.wfile.flush()
@@ -1436,19 +1666,16 @@ class _Handler(httpbase.Handler):
             app_id = normalize_id(rest) if rest else None
             if method == "GET":
                 with emu.lock:
-                    self._json(200, {"default": emu.default_behaviour, "apps": copy.deepcopy(emu.behaviours)})
+                    self._json(200, {"default": emu.default_behaviour, "apps": copy.deepcopy(emu.behaviours),
+                                     "rollback_default": emu.default_rollback_behaviour,
+                                     "rollback_apps": copy.deepcopy(emu.rollback_behaviours)})
             elif method in ("PUT", "POST"):
                 b = body or {}
                 spec = emu.set_behaviour(app_id, b.get("mode", "succeed"), b.get("seconds"), b.get("message", ""),
-                                         b.get("times"))
+                                         b.get("times"), applies_to=b.get("applies_to", "deploy"))
                 self._json(200, spec)
             elif method == "DELETE":
-                with emu.lock:
-                    if app_id:
-                        emu.behaviours.pop(app_id, None)
-                    else:
-                        emu.behaviours.clear()
-                        emu.default_behaviour = None
+                emu.clear_behaviours(app_id, query.get("applies_to", [None])[-1])
                 self._json(200, {"ok": True})
         elif head == "faults":
             if method in ("POST", "PUT"):
@@ -1497,14 +1724,27 @@ class _Handler(httpbase.Handler):
                 self._json(200, {"cut": n})
             else:
                 raise ApiError(404, {"message": "unknown control path"})
+        elif head == "cancellations" and method == "GET":
+            self._json(200, {"cancellations": emu.cancellations(query.get("app", [None])[-1])})
         elif head == "deployments":
-            if method == "GET":
+            if method == "GET" and rest == "history":
+                self._json(200, {"deployments": emu.deployment_history(query.get("app", [None])[-1])})
+            elif method == "DELETE" and rest == "history":
+                with emu.lock:
+                    emu.history.clear()
+                self._json(200, {"ok": True})
+            elif method == "GET" and not rest:
                 with emu.lock:
                     out = []
+                    now = time.monotonic()
                     for d in emu.deployments.values():
                         j = d.api_json()
                         j["behaviour"] = dict(d.behaviour)
                         j["kind"] = d.kind
+                        j["listed"] = d.listed(now)
+                        j["applies_to"] = d.applies_to
+                        j["created_by"] = copy.deepcopy(d.created_by)
+                        j["rollback_of"] = d.rollback_of
                         out.append(j)
                 self._json(200, {"deployments": out})
             elif method == "POST" and rest.endswith("/finish"):
@@ -1518,21 +1758,18 @@ class _Handler(httpbase.Handler):
             if method in ("PUT", "POST"):
                 b = body or {}
                 with emu.lock:
-                    for key in ("max_deployments", "deploy_seconds", "heartbeat_seconds", "marathon_version",
-                                "redirect_to", "http_credentials", "token"):
+                    for key in CONFIG_KEYS:
                         if key in b:
                             val = b[key]
                             if key == "max_deployments":
                                 val = int(val)
-                            elif key in ("deploy_seconds", "heartbeat_seconds"):
+                            elif key in ("deploy_seconds", "heartbeat_seconds", "list_delay_seconds"):
                                 val = float(val)
                             elif key == "marathon_version":
                                 val = str(val)
                             setattr(emu, key, val)
             with emu.lock:
-                self._json(200, {k: getattr(emu, k) for k in (
-                    "max_deployments", "deploy_seconds", "heartbeat_seconds", "marathon_version", "redirect_to",
-                    "http_credentials", "token")})
+                self._json(200, {k: getattr(emu, k) for k in CONFIG_KEYS})
         else:
             raise ApiError(404, {"message": "unknown control path %s" % path})
 
@@ -1594,6 +1831,8 @@ def main(argv=None):
     ap.add_argument("--deploy-seconds", type=float, default=1.0)
     ap.add_argument("--heartbeat-seconds", type=float, default=10.0)
     ap.add_argument("--max-deployments", type=int, default=100)
+    ap.add_argument("--list-delay-seconds", type=float, default=0.0,
+                    help="a new deployment is absent from GET /v2/deployments and the app's deployments this long")
     ap.add_argument("--redirect-to", help="answer 307 to this leader URL for every /v2/* request")
     ap.add_argument("--quiet", action="store_true", help="do not log requests to stderr")
     args = ap.parse_args(argv)
@@ -1602,7 +1841,8 @@ def main(argv=None):
                            http_credentials=args.http_credentials, token=args.token,
                            marathon_version=args.marathon_version, deploy_seconds=args.deploy_seconds,
                            heartbeat_seconds=args.heartbeat_seconds, max_deployments=args.max_deployments,
-                           redirect_to=args.redirect_to, quiet=args.quiet)
+                           redirect_to=args.redirect_to, quiet=args.quiet,
+                           list_delay_seconds=args.list_delay_seconds)
     emu.start()
     if args.port_file:
         tmp = args.port_file + ".tmp"

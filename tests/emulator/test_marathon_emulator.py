@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 
 import pytest
@@ -21,6 +22,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import marathon  # noqa: E402
 from marathon import MarathonEmulator, SelectorError, parse_label_selector, selector_matches  # noqa: E402
 
 FIX = os.path.normpath(os.path.join(HERE, "..", "fixtures", "marathon"))
@@ -89,10 +91,19 @@ def call(e, method, path, body=None, headers=None, timeout=5):
         conn.close()
 
 
+# Errors a predicate that talks HTTP may meet while a server comes up or drops a connection:
+# "not yet", not a failure (the last one is raised when the time is up).
+TRANSIENT = (ConnectionError, http.client.RemoteDisconnected, urllib.error.URLError, socket.timeout,
+             TimeoutError)
+
+
 def wait_until(pred, timeout=3.0, step=0.02):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        v = pred()
+        try:
+            v = pred()
+        except TRANSIENT:
+            v = None
         if v:
             return v
         time.sleep(step)
@@ -786,7 +797,8 @@ def test_cli_port_file_and_apps(tmp_path):
     port_file = tmp_path / "port"
     proc = subprocess.Popen(
         [sys.executable, os.path.join(HERE, "marathon.py"), "--listen", "127.0.0.1:0", "--port-file", str(port_file),
-         "--apps", os.path.join(FIX, "real_apps"), "--deploy-seconds", "0.1", "--heartbeat-seconds", "0.5"],
+         "--apps", os.path.join(FIX, "real_apps"), "--deploy-seconds", "0.1", "--heartbeat-seconds", "0.5",
+         "--list-delay-seconds", "0.25"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         assert wait_until(port_file.exists, timeout=5)
@@ -794,10 +806,261 @@ def test_cli_port_file_and_apps(tmp_path):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         conn.request("GET", "/v2/apps?label=HAPROXY_GROUP")
         apps = json.loads(conn.getresponse().read())["apps"]
+        conn.request("GET", "/_emu/config")
+        config = json.loads(conn.getresponse().read())
         conn.close()
         assert len(apps) >= 5
+        assert config["list_delay_seconds"] == 0.25 and config["deploy_seconds"] == 0.1
     finally:
         proc.terminate()
         proc.wait(timeout=5)
     assert proc.returncode == 0
     assert b"listening on" in proc.stderr.read()
+
+
+# --------------------------------------------------------------------------- sharing the app with other writers
+
+def new_image(image):
+    cont = copy.deepcopy(DOCKER_APP["container"])
+    cont["docker"]["image"] = image
+    return {"container": cont}
+
+
+def dep_ids(e):
+    return [d["id"] for d in call(e, "GET", "/v2/deployments").json]
+
+
+def test_list_delay_hides_a_new_deployment_but_it_holds_the_lock(make_emu):
+    """docs/marathon-api.md: a deployment just accepted may not be listed for a moment (the
+    update's answer comes before the deployment manager has it). It is absent from
+    /v2/deployments and from the app's `deployments`, yet the app is locked at once."""
+    e = make_emu(list_delay_seconds=0.6)
+    e.put_app_direct(DOCKER_APP)
+    e.set_behaviour("/svc/web", "hang")
+    t0 = time.monotonic()
+    r = call(e, "PATCH", "/v2/apps/svc/web", new_image("strava/web:2"))
+    dep = r.json["deploymentId"]
+    assert r.status == 200 and r.header("Marathon-Deployment-Id") == dep
+    assert dep_ids(e) == [] and call(e, "GET", "/v2/apps/svc/web").json["app"]["deployments"] == []
+    assert call(e, "GET", "/v2/apps").json["apps"][0]["deployments"] == []
+    assert e.list_deployments() == [] and [d["id"] for d in e.list_deployments(include_unlisted=True)] == [dep]
+    ctl = call(e, "GET", "/_emu/deployments").json["deployments"]
+    assert [(d["id"], d["listed"]) for d in ctl] == [(dep, False)]
+    locked = call(e, "PATCH", "/v2/apps/svc/web", {"cmd": "sleep 3"})
+    assert locked.status == 409 and locked.json["deployments"] == [{"id": dep}]
+    assert time.monotonic() - t0 < 0.6, "the checks above must run inside the delay"
+    assert wait_until(lambda: dep_ids(e) == [dep], timeout=3)
+    assert time.monotonic() - t0 >= 0.6
+    assert call(e, "GET", "/v2/apps/svc/web").json["app"]["deployments"] == [{"id": dep}]
+    # Settable at run time; 0 lists at once again.
+    assert call(e, "PUT", "/_emu/config", {"list_delay_seconds": 0}).json["list_delay_seconds"] == 0
+    e.finish_deployment(dep, "success")
+    dep2 = call(e, "PATCH", "/v2/apps/svc/web", new_image("strava/web:3")).json["deploymentId"]
+    assert dep_ids(e) == [dep2]
+
+
+def test_list_delay_longer_than_the_deployment_never_lists_it(make_emu):
+    e = make_emu(list_delay_seconds=5)
+    e.put_app_direct(DOCKER_APP)
+    e.set_behaviour("/svc/web", "succeed", seconds=0.2)
+    dep = call(e, "PATCH", "/v2/apps/svc/web", new_image("strava/web:2")).json["deploymentId"]
+    seen = []
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        seen += dep_ids(e)
+        time.sleep(0.02)
+    assert seen == []
+    assert [ev for ev in events_of(e, "deployment_success") if ev["id"] == dep]
+    app = call(e, "GET", "/v2/apps/svc/web").json["app"]
+    assert app["tasksRunning"] == 3 and {t["version"] for t in app["tasks"]} == {app["version"]}
+    assert e.deployment_record(dep)["result"] == "success"
+
+
+def test_rollback_behaviour_hang_and_slow(emu):
+    """DELETE /v2/deployments/{id} starts a revert deployment that can hang or take time like
+    any other (docs/marathon-api.md: "rollback accepted" is not "rolled back")."""
+    emu.put_app_direct(DOCKER_APP)
+    emu.set_behaviour("/svc/web", "hang")
+    emu.set_rollback_behaviour("/svc/web", "hang")
+    dep = call(emu, "PATCH", "/v2/apps/svc/web", new_image("strava/web:2")).json["deploymentId"]
+    r = call(emu, "DELETE", "/v2/deployments/" + dep)
+    assert r.status == 200
+    rb = r.json["deploymentId"]
+    app = call(emu, "GET", "/v2/apps/svc/web").json["app"]
+    assert app["container"]["docker"]["image"] == "strava/web:1"      # the definition is restored at once
+    assert app["deployments"] == [{"id": rb}] and app["tasksStaged"] == 3 and app["tasksRunning"] == 3
+    time.sleep(0.5)
+    assert dep_ids(emu) == [rb]                                        # the revert hangs
+    assert not [ev for ev in events_of(emu, "deployment_success") if ev["id"] == rb]
+    rec = emu.deployment_record(rb)
+    assert rec["applies_to"] == "rollback" and rec["rollback_of"] == dep and rec["behaviour"]["mode"] == "hang"
+    assert emu.deployment_record(dep)["rolled_back_by"] == rb
+    assert call(emu, "POST", "/_emu/deployments/%s/finish" % rb, {"result": "success"}).json["ok"]
+    assert dep_ids(emu) == []
+    # Over the control API: a revert that takes 0.6 s.
+    r = call(emu, "PUT", "/_emu/behaviour/svc/web", {"mode": "succeed", "seconds": 0.6, "applies_to": "rollback"})
+    assert r.json == {"mode": "succeed", "seconds": 0.6, "message": ""}
+    got = call(emu, "GET", "/_emu/behaviour").json
+    assert got["rollback_apps"]["/svc/web"]["seconds"] == 0.6 and got["apps"]["/svc/web"]["mode"] == "hang"
+    dep2 = call(emu, "PATCH", "/v2/apps/svc/web", new_image("strava/web:3")).json["deploymentId"]
+    t0 = time.monotonic()
+    rb2 = call(emu, "DELETE", "/v2/deployments/" + dep2).json["deploymentId"]
+    assert wait_until(lambda: [ev for ev in events_of(emu, "deployment_success") if ev["id"] == rb2], timeout=3)
+    assert time.monotonic() - t0 >= 0.55
+    # A failing revert: deployment_failed with the message.
+    emu.set_rollback_behaviour("/svc/web", "fail", seconds=0.1, message="no offers", times=1)
+    dep3 = call(emu, "PATCH", "/v2/apps/svc/web", new_image("strava/web:4")).json["deploymentId"]
+    rb3 = call(emu, "DELETE", "/v2/deployments/" + dep3).json["deploymentId"]
+    assert wait_until(lambda: [ev for ev in events_of(emu, "deployment_failed")
+                               if ev["id"] == rb3 and ev["reason"] == "no offers"])
+    # DELETE of the behaviours of one kind leaves the other.
+    call(emu, "DELETE", "/_emu/behaviour/svc/web?applies_to=rollback")
+    got = call(emu, "GET", "/_emu/behaviour").json
+    assert got["rollback_apps"] == {} and "/svc/web" in got["apps"]
+
+
+def test_rollback_by_patch_is_an_ordinary_deployment(emu):
+    """Only a DELETE's revert draws on the rollback behaviour: a PATCH that puts the old image
+    back is a normal deployment and follows the app's (deploy) behaviour."""
+    emu.put_app_direct(DOCKER_APP)
+    emu.set_rollback_behaviour("/svc/web", "hang")
+    emu.set_behaviour("/svc/web", "fail", seconds=0.1, message="bad image", times=1)
+    d1 = call(emu, "PATCH", "/v2/apps/svc/web", new_image("strava/web:2")).json["deploymentId"]
+    assert wait_until(lambda: [ev for ev in events_of(emu, "deployment_failed") if ev["id"] == d1])
+    assert emu.deployment_record(d1)["result"] == "failed"
+    d2 = call(emu, "PATCH", "/v2/apps/svc/web", new_image("strava/web:1")).json["deploymentId"]
+    assert wait_until(lambda: [ev for ev in events_of(emu, "deployment_success") if ev["id"] == d2])
+    assert emu.deployment_record(d2)["applies_to"] == "deploy"
+    emu.set_behaviour("/svc/web", "hang")
+    d3 = call(emu, "PATCH", "/v2/apps/svc/web", new_image("strava/web:2")).json["deploymentId"]
+    time.sleep(0.4)
+    assert dep_ids(emu) == [d3]
+
+
+def test_scale_only_change_restarts_nothing(emu):
+    """docs/marathon-api.md: a scale keeps running tasks on their old `version`; new tasks get
+    the new one; lastScalingAt moves, lastConfigChangeAt does not."""
+    emu.put_app_direct(DOCKER_APP)
+    before = call(emu, "GET", "/v2/apps/svc/web").json["app"]
+    v0 = before["version"]
+    old = {t["id"]: t["version"] for t in before["tasks"]}
+    r = call(emu, "PUT", "/v2/apps/svc/web", {"instances": 5})
+    v1 = r.json["version"]
+    dep = r.json["deploymentId"]
+    running = call(emu, "GET", "/v2/deployments").json
+    assert running[0]["steps"] == [{"actions": [{"action": "ScaleApplication", "app": "/svc/web"}]}]
+    assert wait_until(lambda: dep_ids(emu) == [])
+    app = call(emu, "GET", "/v2/apps/svc/web").json["app"]
+    assert app["version"] == v1 != v0
+    assert app["versionInfo"] == {"lastScalingAt": v1, "lastConfigChangeAt": before["versionInfo"]["lastConfigChangeAt"]}
+    assert app["tasksRunning"] == 5
+    tasks = {t["id"]: t["version"] for t in app["tasks"]}
+    assert {k: tasks[k] for k in old} == old                          # the running ones kept
+    assert sorted(v for k, v in tasks.items() if k not in old) == [v1, v1]
+    assert not [e for e in events_of(emu, "status_update_event") if e["taskStatus"] == "TASK_KILLED"]
+    assert emu.deployment_record(dep)["kind"] == "scale"
+    # Scaling down kills tasks, again without a restart of the rest.
+    v2 = call(emu, "PUT", "/v2/apps/svc/web", {"instances": 2}).json["version"]
+    assert wait_until(lambda: dep_ids(emu) == [])
+    app = call(emu, "GET", "/v2/apps/svc/web").json["app"]
+    assert app["tasksRunning"] == 2 and set(t["id"] for t in app["tasks"]) <= set(tasks)
+    assert app["versionInfo"]["lastScalingAt"] == v2
+    assert app["versionInfo"]["lastConfigChangeAt"] == before["versionInfo"]["lastConfigChangeAt"]
+
+
+def test_forced_update_cancels_and_keeps_the_merged_definition(emu):
+    """A forced scale mid-deployment: the running deployment ends deployment_failed "The
+    upgrade has been cancelled"; Marathon stored the cancelled deployment's target, so the new
+    deployment carries that image plus the new instances (a scale, not a restart)."""
+    emu.put_app_direct(DOCKER_APP)
+    emu.set_behaviour("/svc/web", "succeed", seconds=3, times=1)
+    r1 = call(emu, "PATCH", "/v2/apps/svc/web", new_image("strava/web:2"))
+    d1, v1 = r1.json["deploymentId"], r1.json["version"]
+    r2 = call(emu, "PUT", "/v2/apps/svc/web?force=true", {"instances": 4})
+    assert r2.status == 200
+    d2, v2 = r2.json["deploymentId"], r2.json["version"]
+    failed = [ev for ev in events_of(emu, "deployment_failed") if ev["id"] == d1]
+    assert len(failed) == 1 and failed[0]["reason"] == "The upgrade has been cancelled"
+    steps = [ev for ev in events_of(emu, "deployment_step_failure") if ev["plan"]["id"] == d1]
+    assert len(steps) == 1
+    app = call(emu, "GET", "/v2/apps/svc/web").json["app"]
+    assert app["container"]["docker"]["image"] == "strava/web:2" and app["instances"] == 4
+    assert app["deployments"] == [{"id": d2}]
+    assert app["versionInfo"] == {"lastScalingAt": v2, "lastConfigChangeAt": v1}
+    assert emu.deployment_record(d2)["kind"] == "scale"
+    assert wait_until(lambda: dep_ids(emu) == [])
+    app = call(emu, "GET", "/v2/apps/svc/web").json["app"]
+    assert app["tasksRunning"] == 4
+    hist = call(emu, "GET", "/_emu/apps/svc/web").json["versions"]
+    assert [h["app"]["instances"] for h in hist] == [3, 3, 4]
+    assert hist[-1]["app"]["container"]["docker"]["image"] == "strava/web:2"
+
+
+def test_who_created_and_who_cancelled_each_deployment(emu):
+    emu.put_app_direct(DOCKER_APP)
+    emu.set_behaviour("/svc/web", "hang")
+    ua_bot, ua_ops = {"User-Agent": "autodeployd/0.1.0"}, {"User-Agent": "ops-cli/2.0"}
+    r = call(emu, "PATCH", "/v2/apps/svc/web", new_image("strava/web:2"), headers=ua_bot)
+    mine = r.json["deploymentId"]
+    r = call(emu, "PUT", "/v2/apps/svc/web?force=true", {"instances": 4}, headers=ua_ops)
+    theirs = r.json["deploymentId"]
+    c = emu.cancellations()
+    assert len(c) == 1 and c[0]["deployment"] == mine and c[0]["replaced_by"] == theirs
+    assert c[0]["created_by"]["user_agent"] == "autodeployd/0.1.0" and c[0]["created_by"]["method"] == "PATCH"
+    assert c[0]["cancelled_by"]["user_agent"] == "ops-cli/2.0" and c[0]["cancelled_by"]["force"] is True
+    assert c[0]["cancelled_by"]["query"] == {"force": ["true"]}
+    assert c[0]["reason"] == "The upgrade has been cancelled"
+    # An operator's DELETE of a deployment: it is cancelled by that request, whose revert it created.
+    r = call(emu, "DELETE", "/v2/deployments/" + theirs, headers=ua_bot)
+    rb = r.json["deploymentId"]
+    hist = {d["id"]: d for d in call(emu, "GET", "/_emu/deployments/history").json["deployments"]}
+    assert hist[theirs]["result"] == "cancelled" and hist[theirs]["rolled_back_by"] == rb
+    assert hist[theirs]["cancelled_by"]["method"] == "DELETE"
+    assert hist[rb]["created_by"]["user_agent"] == "autodeployd/0.1.0" and hist[rb]["rollback_of"] == theirs
+    assert hist[mine]["created_by"]["seq"] < hist[theirs]["created_by"]["seq"]
+    over_http = call(emu, "GET", "/_emu/cancellations").json["cancellations"]
+    assert [x["deployment"] for x in over_http] == [mine, theirs]
+    # The request log says what each request did.
+    reqs = {r["seq"]: r for r in emu.get_requests()}
+    put = reqs[hist[theirs]["created_by"]["seq"]]
+    assert put["status"] == 200 and put["deployment_created"] == theirs and put["deployments_cancelled"] == [mine]
+    assert put["app_labels"] == DOCKER_APP["labels"]
+    dele = reqs[hist[rb]["created_by"]["seq"]]
+    assert dele["deployment_created"] == rb and dele["deployments_cancelled"] == [theirs]
+    # A 409 creates nothing; a deployment begun by the control API or ended by the emulator
+    # itself (fail mode) has no request behind it.
+    r = call(emu, "PATCH", "/v2/apps/svc/web", {"cmd": "sleep 7"})
+    assert r.status == 409
+    rejected = [q for q in emu.get_requests() if q["seq"] == max(reqs) + 1][0]
+    assert rejected["status"] == 409 and rejected["deployment_created"] is None
+    emu.finish_deployment(rb, "failed", "given up")
+    assert emu.deployment_record(rb)["result"] == "failed" and emu.deployment_record(rb)["cancelled_by"] is None
+    # The audit survives a reset.
+    call(emu, "POST", "/_emu/reset")
+    assert emu.deployment_history() == [] and emu.get_requests() == []
+    reqs, deps = emu.audit()
+    assert mine in deps and theirs in deps and len(reqs) >= 4
+
+
+def test_faults_by_user_agent_and_after_an_event(emu):
+    emu.put_app_direct(DOCKER_APP)
+    f = emu.add_fault({"method": "GET", "path": "/v2/apps/svc/web", "user_agent": "autodeployd/",
+                       "after_event": "deployment_failed", "status": 503, "body": {"message": "later"}})
+    bot = {"User-Agent": "autodeployd/0.1.0"}
+    assert call(emu, "GET", "/v2/apps/svc/web", headers=bot).status == 200       # not armed yet
+    emu.set_behaviour("/svc/web", "fail", seconds=0.05, message="x", times=1)
+    call(emu, "PATCH", "/v2/apps/svc/web", {"cmd": "sleep 2"})
+    assert wait_until(lambda: events_of(emu, "deployment_failed"))
+    assert call(emu, "GET", "/v2/apps/svc/web").status == 200                    # another client
+    r = call(emu, "GET", "/v2/apps/svc/web", headers=bot)
+    assert r.status == 503 and r.json == {"message": "later"}
+    assert len(f.hits) == 1 and f.count == 0
+    hit = [q for q in emu.get_requests() if q["seq"] == f.hits[0]][0]
+    assert hit["fault"]["user_agent"] == "autodeployd/" and hit["status"] == 503
+    assert call(emu, "GET", "/v2/apps/svc/web", headers=bot).status == 200
+
+
+def test_every_emulator_is_registered():
+    marathon.take_created()
+    e = MarathonEmulator()
+    assert marathon.take_created() == [e] and marathon.take_created() == []

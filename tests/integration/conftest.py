@@ -2,6 +2,12 @@
 loopback port, talk to it over HTTP, read its JSON log, and stop it.
 
 Every test starts what it needs and stops it; nothing listens anywhere but 127.0.0.1.
+
+Every test also runs under the write guard (autouse fixture `autodeployd_write_guard`, below):
+whatever autodeployd sent to any Marathon emulator the test made must keep the rules every
+deployer sharing a cluster must keep (no `instances`, no `version` rollback, DELETE only its own
+deployments, `force` only when the operator asked). A test that forces on purpose without the
+label or --force is marked `@pytest.mark.allow_force`.
 """
 import http.client
 import json
@@ -12,12 +18,16 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 
 import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 AUTODEPLOYD = os.environ.get("AUTODEPLOYD", os.path.join(ROOT, "bin", "autodeployd"))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
+
+sys.path.insert(0, os.path.join(ROOT, "tests", "emulator"))
+import marathon as marathon_emulator  # noqa: E402  (the module; deploy_helpers' fixture is `marathon`)
 
 
 def fixture_bytes(*parts):
@@ -31,15 +41,37 @@ def free_port():
         return s.getsockname()[1]
 
 
+# What a predicate talking HTTP meets while a server starts, restarts or drops a connection:
+# "not yet" for wait_for, never a failure by itself (http.client.RemoteDisconnected is a
+# ConnectionResetError, socket.timeout a TimeoutError; both listed for clarity).
+TRANSIENT_ERRORS = (ConnectionError, ConnectionResetError, ConnectionRefusedError,
+                    http.client.RemoteDisconnected, urllib.error.URLError, socket.timeout, TimeoutError)
+
+
 def wait_for(pred, timeout=10.0, interval=0.05, what="condition"):
+    """Polls pred until it returns something true. A transient connection error raised by pred
+    counts as "not yet"; when the time is up, the last one is named in the message (and
+    chained)."""
     deadline = time.monotonic() + timeout
+    last_error = None
     while True:
-        v = pred()
-        if v:
-            return v
+        try:
+            v = pred()
+        except TRANSIENT_ERRORS as ex:
+            v, last_error = None, ex
+        else:
+            if v:
+                return v
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            msg = f"timed out after {timeout}s waiting for {what}"
+            if last_error is not None:
+                raise AssertionError(f"{msg}; last transient error: {last_error!r}") from last_error
+            raise AssertionError(msg)
         time.sleep(interval)
+
+
+# Every Daemon started in this process (the write guard reads their --force).
+DAEMONS = []
 
 
 class Response:
@@ -63,6 +95,10 @@ class Daemon:
         # AUTODEPLOYD_WRAPPER runs the daemon under a tool (valgrind) without changing tests.
         wrapper = os.environ.get("AUTODEPLOYD_WRAPPER", "").split()
         cmd = [*wrapper, AUTODEPLOYD, "--listen", "127.0.0.1:0", *args]
+        self.args = list(args)
+        self.env = dict(env or {})
+        self.config = {}
+        DAEMONS.append(self)
         self.proc = subprocess.Popen(cmd, stdout=self.log_file, stderr=self.log_file,
                                      stdin=subprocess.DEVNULL, env=full_env)
         started = wait_for(self._started, timeout=30 if wrapper else 10,
@@ -97,6 +133,12 @@ class Daemon:
             conn.request(method, path, body=body, headers=headers or {})
             r = conn.getresponse()
             return Response(r.status, dict(r.getheaders()), r.read())
+        except ConnectionError:
+            # A dead daemon is not a transient error for wait_for: say so at once.
+            if self.proc.poll() is not None:
+                raise AssertionError(f"autodeployd exited {self.proc.returncode}; log tail:\n"
+                                     + self.log_text()[-2000:]) from None
+            raise
         finally:
             conn.close()
 
@@ -175,3 +217,161 @@ def slack():
     sink = SlackSink().start()
     yield sink
     sink.stop()
+
+
+# ---------------------------------------------------------------- the write guard
+
+AUTODEPLOYD_UA = "autodeployd/"
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "allow_force: the test makes autodeployd send ?force=true on purpose (without the "
+        "autodeploy.force label or --force); the write guard lets such forced writes pass")
+
+
+def _truthy(v):
+    return isinstance(v, str) and v.strip().lower() in ("true", "yes", "1")
+
+
+def _daemon_forces(d):
+    args = [a for a in d.args if isinstance(a, str)]
+    if "--force" in args or any(a.startswith("--force=") and _truthy(a.split("=", 1)[1]) for a in args):
+        return True
+    return d.config.get("force") is True or _truthy(d.env.get("AUTODEPLOY_FORCE"))
+
+
+def _ua(req):
+    for k, v in req["headers"].items():
+        if k.lower() == "user-agent":
+            return v
+    return ""
+
+
+def _creator(dep):
+    c = (dep or {}).get("created_by") or {}
+    if c.get("source") != "request":
+        return "the emulator (control API)"
+    return "%r (%s %s, request #%s)" % (c.get("user_agent"), c.get("method"), c.get("raw_path"), c.get("seq"))
+
+
+def _by_autodeployd(dep):
+    c = (dep or {}).get("created_by") or {}
+    return c.get("source") == "request" and (c.get("user_agent") or "").startswith(AUTODEPLOYD_UA)
+
+
+def write_guard_violations(emu, daemon_forced=False, allow_force=False):
+    """The rules autodeployd must keep with any Marathon it shares (docs/marathon-api.md,
+    "Sharing the cluster"), checked on everything the emulator ever received from it:
+    1. no write (PUT/PATCH/POST on /v2/apps...) carries `instances` (autoscalers own it);
+    2. no write carries `version` (a version rollback restores every field of that version,
+       `instances` included, undoing every other writer's change since);
+    3. it DELETEs only deployments it created itself, never with force, and never an app;
+    4. `?force=true` only when the operator asked: the app's label autodeploy.force=true when
+       the request arrived, the daemon's --force, or the test's allow_force marker; a forced
+       write that cancelled a deployment someone else created is named as such.
+    Returns a list of messages (one per broken rule and request)."""
+    reqs, deps = emu.audit()
+    out = []
+    for r in reqs:
+        ua = _ua(r)
+        if not ua.startswith(AUTODEPLOYD_UA):
+            continue
+        method, path = r["method"], r["path"]
+        where = "%s %s (request #%d, answered %s)" % (method, r["raw_path"], r["seq"], r["status"])
+        forced = marathon_emulator.bool_param(r["query"], "force", False)
+        if method in ("PUT", "PATCH", "POST") and path.startswith("/v2/apps"):
+            try:
+                body = json.loads(r["body"]) if r["body"] else None
+            except ValueError:
+                body = None
+            for item in body if isinstance(body, list) else [body]:
+                if not isinstance(item, dict):
+                    continue
+                if "instances" in item:
+                    out.append("%s: the body carries \"instances\": %s (autodeployd never writes instances)"
+                               % (where, json.dumps(item["instances"])))
+                if item.get("version") is not None:
+                    out.append("%s: the body carries \"version\": %s (a version rollback restores the whole "
+                               "old definition, instances included)" % (where, json.dumps(item["version"])))
+        if method == "DELETE" and path.startswith("/v2/deployments/"):
+            dep_id = path[len("/v2/deployments/"):]
+            dep = deps.get(dep_id)
+            if dep is None:
+                out.append("%s: DELETE of a deployment this Marathon never created" % where)
+            elif not _by_autodeployd(dep):
+                out.append("%s: DELETE of deployment %s, created by %s, not by autodeployd"
+                           % (where, dep_id, _creator(dep)))
+            if forced:
+                out.append("%s: DELETE of a deployment with force=true (no revert: the app is left "
+                           "half-deployed)" % where)
+        if method == "DELETE" and path.startswith("/v2/apps"):
+            out.append("%s: autodeployd deleted an app" % where)
+        if forced and method != "DELETE":
+            label = (r.get("app_labels") or {}).get("autodeploy.force")
+            permitted = allow_force or daemon_forced or _truthy(label)
+            if not permitted:
+                out.append("%s: ?force=true although neither the app's label autodeploy.force=true, "
+                           "nor --force, nor @pytest.mark.allow_force asked for it" % where)
+                for dep_id in r.get("deployments_cancelled") or []:
+                    dep = deps.get(dep_id)
+                    if not _by_autodeployd(dep):
+                        out.append("%s: that forced write cancelled deployment %s, created by %s"
+                                   % (where, dep_id, _creator(dep)))
+    return out
+
+
+class _WriteGuard:
+    def __init__(self, item):
+        self.item = item
+        self.daemons_from = len(DAEMONS)
+        self.reported = set()
+        marathon_emulator.take_created()        # emulators of earlier tests are not this test's
+
+    def check(self, emus):
+        daemons = DAEMONS[self.daemons_from:]
+        forced = any(_daemon_forces(d) for d in daemons)
+        allow = self.item.get_closest_marker("allow_force") is not None
+        new = []
+        for emu in emus:
+            for msg in write_guard_violations(emu, forced, allow):
+                key = (id(emu), msg)
+                if key not in self.reported:
+                    self.reported.add(key)
+                    new.append("[Marathon %s] %s" % (emu.url if emu.server else "?", msg))
+        return new
+
+
+def _guard_message(violations):
+    return ("autodeployd write guard (tests/integration/conftest.py): autodeployd broke the rules of a "
+            "shared Marathon:\n  " + "\n  ".join(violations))
+
+
+@pytest.fixture(autouse=True)
+def autodeployd_write_guard(request):
+    """Checks every Marathon emulator the test made, at the end of the test (failing it) and
+    once more after every fixture stopped (an error then, for writes sent after the test body)."""
+    guard = _WriteGuard(request.node)
+    request.node._autodeployd_write_guard = guard
+    yield guard
+    late = guard.check(marathon_emulator.take_created())
+    del DAEMONS[guard.daemons_from:]
+    if late:
+        pytest.fail(_guard_message(late), pytrace=False)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    guard = getattr(item, "_autodeployd_write_guard", None)
+    if guard is None or call.when != "call":
+        return
+    rep = outcome.get_result()
+    found = guard.check(list(marathon_emulator.CREATED))
+    if not found:
+        return
+    if rep.passed:
+        rep.outcome = "failed"
+        rep.longrepr = _guard_message(found)
+    else:
+        rep.sections.append(("autodeployd write guard", _guard_message(found)))

@@ -14,8 +14,12 @@ from conftest import ROOT, wait_for
 sys.path.insert(0, os.path.join(ROOT, "tests", "emulator"))
 from marathon import MarathonEmulator  # noqa: E402
 
-TERMINAL = {"succeeded", "failed", "timed_out", "rolled_back", "superseded", "skipped",
-            "unchanged", "dry_run", "interrupted"}
+# Record states (issue 11's contract): these end a record; queued, updating, locked, deploying
+# and rolling_back do not.
+TERMINAL = {"succeeded", "failed", "timed_out", "rolled_back", "rollback_failed", "cancelled",
+            "superseded", "skipped", "unchanged", "dry_run", "interrupted"}
+NON_TERMINAL = {"queued", "updating", "locked", "deploying", "rolling_back"}
+AUTODEPLOYD_UA = "autodeployd/"
 
 
 def digest(seed):
@@ -66,6 +70,11 @@ def push(repo="strava/foo-service", tag="master-2", dig=None, host="127.0.0.1:50
     return json.dumps({"events": [ev]}).encode(), ev
 
 
+def envelope(*events):
+    """One registry notification carrying several events (each from push(...)[1]), in order."""
+    return json.dumps({"events": list(events)}).encode()
+
+
 @pytest.fixture
 def marathon():
     made = []
@@ -87,13 +96,21 @@ def emu_get(emu, path):
         return json.loads(r.read())
 
 
-def emu_call(emu, method, path, body=None):
+def emu_call(emu, method, path, body=None, user_agent=None):
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(emu.url + path, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if user_agent:
+        headers["User-Agent"] = user_agent
+    req = urllib.request.Request(emu.url + path, data=data, method=method, headers=headers)
     with urllib.request.urlopen(req, timeout=5) as r:
         raw = r.read()
         return json.loads(raw) if raw else None
+
+
+def operator_call(emu, method, path, body=None, user_agent="marathon-ui/1.10 (an operator)"):
+    """A write by someone else than autodeployd (an operator, an autoscaler): its own
+    User-Agent, so the emulator's history tells the writers apart."""
+    return emu_call(emu, method, path, body, user_agent=user_agent)
 
 
 def app_state(emu, app_id):
@@ -108,6 +125,55 @@ def writes(emu, app_id=None):
             if app_id is None or r["path"] == "/v2/apps" + app_id:
                 out.append(r)
     return out
+
+
+def by_autodeployd(req_or_dep):
+    """True for a request (emulator request log) or deployment (emulator history) that came
+    from autodeployd, by its User-Agent."""
+    if "created_by" in req_or_dep:
+        c = req_or_dep["created_by"] or {}
+        return (c.get("user_agent") or "").startswith(AUTODEPLOYD_UA)
+    ua = {k.lower(): v for k, v in req_or_dep["headers"].items()}.get("user-agent", "")
+    return ua.startswith(AUTODEPLOYD_UA)
+
+
+def autodeployd_requests(emu, method=None, path=None):
+    """autodeployd's requests to the emulator, oldest first (path ending in * = prefix)."""
+    out = []
+    for r in emu.get_requests():
+        if not by_autodeployd(r) or (method and r["method"] != method):
+            continue
+        if path and not (r["path"].startswith(path[:-1]) if path.endswith("*") else r["path"] == path):
+            continue
+        out.append(r)
+    return out
+
+
+def autodeployd_writes(emu, app_id=None):
+    """Every request of autodeployd that could change something: PUT/PATCH/POST/DELETE on
+    /v2/apps... and DELETE /v2/deployments/... (with app_id: only that app's /v2/apps path,
+    plus every deployment DELETE)."""
+    out = []
+    for r in autodeployd_requests(emu):
+        if r["method"] in ("PUT", "PATCH", "POST", "DELETE") and r["path"].startswith("/v2/apps"):
+            if app_id is None or r["path"] == "/v2/apps" + app_id:
+                out.append(r)
+        elif r["method"] == "DELETE" and r["path"].startswith("/v2/deployments/"):
+            out.append(r)
+    return out
+
+
+def deployments_by_autodeployd(emu, app_id=None):
+    """The emulator's history of deployments autodeployd's requests created, oldest first."""
+    return [dep for dep in emu.deployment_history(app_id) if by_autodeployd(dep)]
+
+
+def wait_deployment_by_autodeployd(emu, app_id, n=1, timeout=10):
+    """Waits until autodeployd created n deployments of app_id; returns the n-th (history)."""
+    def enough():
+        deps = deployments_by_autodeployd(emu, app_id)
+        return deps if len(deps) >= n else None
+    return wait_for(enough, timeout=timeout, what=f"autodeployd's deployment #{n} of {app_id}")[n - 1]
 
 
 def records(d, app_id=None):
