@@ -71,6 +71,16 @@ const char *decide_gate(const struct config *cfg, const char *app_id, int paused
 int decide_new_image(const char *current, const struct push *p, int pin, char *out, size_t len,
                      char *reason, size_t reasonlen);
 
+/* Whether push p matches the label patterns ms (NULL: the label is gone or invalid) of an app
+ * running image current (NULL: unknown). A semver: pattern accepts only versions above the
+ * running one, except the running tag itself (a re-delivery or a replay of the push that
+ * deployed it: the job then finds it unchanged, or follows its deployment). Returns 1 on a
+ * match; *semver (may be NULL) is then 1 when a semver: pattern matched. On a miss why (may be
+ * NULL) says why, "... is older than the version the app runs ..." for a downgrade. The one
+ * matching rule of the dispatcher, the job and /v1/plan. */
+int decide_match(const match_set *ms, const char *current, const struct push *p, char *why,
+                 size_t whylen, int *semver);
+
 /* What became of one push among those waiting for an app. */
 enum decide_pick { DECIDE_PICKED = 0, DECIDE_SUPERSEDED, DECIDE_NOT_MATCHING };
 
@@ -120,10 +130,15 @@ char *decide_update_body(const struct app_view *v, const struct decision *d, con
 extern const char *const decide_own_labels[];
 
 /* The rollback of an ended deployment: the app's current container with docker.image set back
- * to old_image, and its current labels with every decide_own_labels key put back to its value
- * in old_labels (removed when old_labels lacks it). Everything else, instances included, stays
- * as others may have changed it. Returns a malloc'd JSON string, NULL when out of memory. */
+ * to old_image and docker.forcePullImage as in old_docker (the app's container.docker before
+ * our update; absent there: removed), and its current labels with every decide_own_labels key
+ * put back to its value in old_labels (removed when old_labels lacks it). When old_image equals
+ * new_image (a mutable tag), the image is pinned to old_digest (repo:tag@digest) so the agents
+ * cannot pull the failed bits again. Everything else, instances included, stays as others may
+ * have changed it. Returns a malloc'd JSON string, NULL when out of memory or when the app has
+ * no container.docker. */
 char *decide_rollback_body(const struct app_view *now, const char *old_image,
+                           const char *old_digest, const char *new_image, const cJSON *old_docker,
                            const cJSON *old_labels);
 
 /* Who owns the app once the deployment we followed ended without a success event. */

@@ -85,11 +85,19 @@ struct job {
     char channel[128];
     char old_image[REF_IMAGE_MAX], new_image[REF_IMAGE_MAX];
     char old_digest[PUSH_DIGEST_MAX];
-    cJSON *old_labels; /* the app's labels before our update: a rollback puts ours back */
+    cJSON *old_labels;  /* the app's labels before our update: a rollback puts ours back */
+    cJSON *old_docker;  /* the app's container.docker before our update */
+    const char *method; /* "PATCH", or "PUT" once Marathon answered 405 (before 1.4) */
+    int adopted;        /* following a deployment this job did not start (a replay, another
+                           replica): reported, never rolled back */
+    int rolling;        /* a rollback follows the failure being reported */
+    int settled;        /* the push's story has ended (or a rollback was decided): a stop now
+                           must not replay it from the state file */
     int instances;
-    char dep_id[128];      /* the deployment our update created */
-    char rollback_id[128]; /* the revert deployment, "" before a rollback */
-    char version[64];      /* the app version our update created */
+    char dep_id[128];                   /* the deployment our update created */
+    char rollback_id[128];              /* the revert deployment, "" before a rollback */
+    char rollback_image[REF_IMAGE_MAX]; /* what the rollback puts back (pinned for a mutable tag) */
+    char version[64];                   /* the app version our update created */
     char deployed_at[40];
     int64_t update_deadline; /* --update-timeout from the job's start */
     int64_t deadline;        /* --deploy-timeout from Marathon's acceptance */
@@ -105,6 +113,14 @@ int job_request(struct deployer *d, const char *method, const char *path, const 
                 struct httpc_resp *resp);
 /* GET /v2/apps/{id} -> the "app" object (caller frees), or NULL; resp holds the answer. */
 cJSON *job_get_app(struct deployer *d, const char *app_id, struct httpc_resp *resp);
+/* GET /v2/deployments as a JSON array (caller frees), NULL when it cannot be read. */
+cJSON *job_deployments(struct deployer *d);
+/* The entry of list whose "id" is id, NULL when none (or id is NULL). */
+const cJSON *job_find_deployment(const cJSON *list, const char *id);
+/* snprintf(dst, n, "%s", src), NULL src as "". */
+void job_copy(char *dst, size_t n, const char *src);
+/* o[k] when it is a string, else NULL. */
+const char *job_jstr(const cJSON *o, const char *k);
 /* Exponential backoff with jitter: 0.5 s, 1 s, 2 s ... capped at 30 s, +-25 %. */
 long job_backoff_ms(int attempt);
 /* Hands the waiting pushes to the per-app queue (one lock for all: a batch's pushes for one
@@ -118,11 +134,13 @@ struct listing;
 int dispatch_list_apps(struct deployer *d, int64_t deadline, struct listing *out, char *err,
                        size_t errlen);
 
-/* ---- update.c: 1 when a deployment is to be followed (j->dep_id), 0 when the job ended */
+/* ---- update.c: 1 when a deployment is to be followed (j->dep_id), 2 when an update whose
+ * answer was lost has landed and ended (to be judged), 0 when the job ended */
 int job_update(struct job *j);
 
-/* ---- outcome.c: follows j->dep_id to its end, rolls back, reports */
-void job_follow(struct job *j);
+/* ---- outcome.c: follows j->dep_id to its end (landed: judges the update that landed
+ * unanswered), rolls back, reports */
+void job_follow(struct job *j, int landed);
 
 /* ---- records.c */
 uint64_t record_new(struct deployer *d, const struct push *p, const char *app_id);

@@ -198,7 +198,9 @@ static const struct opt opts[] = {
     {"deploy-workers", OPT_LONG, OFF(deploy_workers), "4", 1, 64, "N",
      "apps deployed in parallel at most", NULL, 0},
     {"poll-interval", OPT_DURATION, OFF(poll_interval_ms), "5s", 100, 600L * 1000, "DURATION",
-     "how often deployments are polled while the event stream is down", NULL, 1},
+     "how often a running deployment is polled when the event stream cannot tell (down, or "
+     "just reconnected); lock waits poll at most every second",
+     NULL, 1},
     {"shutdown-grace", OPT_DURATION, OFF(shutdown_grace_ms), "10s", 0, 3600L * 1000, "DURATION",
      "on SIGTERM, time running deployments get to finish before autodeployd stops following "
      "them",

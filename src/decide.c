@@ -122,30 +122,52 @@ static int newer(const struct push *a, const struct push *b, int by_version)
     return 1; /* the later arrival */
 }
 
+int decide_match(const match_set *ms, const char *current, const struct push *p, char *why,
+                 size_t whylen, int *semver)
+{
+    char scratch[8];
+    if (!why || !whylen) {
+        why = scratch;
+        whylen = sizeof scratch;
+    }
+    int sv = 0;
+    if (!ms) {
+        snprintf(why, whylen, "the app's label is gone or invalid");
+        return 0;
+    }
+    /* The running tag can only turn a match into a miss, so most apps of a large listing are
+     * told apart without parsing their image. */
+    struct match_subject s = {p->host, p->repository, p->tag, NULL};
+    if (!match_test_semver(ms, &s, why, whylen, &sv)) return 0;
+    struct image_ref cur;
+    if (current && ref_parse_image(current, &cur) == 0 && cur.tag[0] && strcmp(cur.tag, p->tag)) {
+        s.current_tag = cur.tag;
+        if (!match_test_semver(ms, &s, why, whylen, &sv)) {
+            snprintf(why, whylen,
+                     "%.100s is older than the version the app runs (%.100s): never deployed "
+                     "over a higher version",
+                     p->tag, cur.tag);
+            return 0;
+        }
+    }
+    if (semver) *semver = sv;
+    return 1;
+}
+
 int decide_choose(const match_set *ms, const struct app_view *v, const struct push *const *p,
                   size_t n, enum decide_pick *verdict, char (*why)[DECIDE_REASON_MAX])
 {
-    struct image_ref cur;
-    const char *current_tag = NULL;
-    if (v->image && ref_parse_image(v->image, &cur) == 0 && cur.tag[0]) current_tag = cur.tag;
     /* Pass 1: which pushes still match, and which by a semver: pattern. */
     int by_version = 0;
     for (size_t i = 0; i < n; i++) {
-        struct match_subject s = {p[i]->host, p[i]->repository, p[i]->tag, current_tag};
         int semver = 0;
         char r[DECIDE_REASON_MAX - 64];
         verdict[i] = DECIDE_SUPERSEDED;
-        if (!ms || !match_test_semver(ms, &s, r, sizeof r, &semver)) {
+        if (!decide_match(ms, v->image, p[i], r, sizeof r, &semver)) {
             verdict[i] = DECIDE_NOT_MATCHING;
-            struct match_subject unbounded = {p[i]->host, p[i]->repository, p[i]->tag, NULL};
-            if (ms && current_tag && match_test(ms, &unbounded, NULL, 0))
-                snprintf(why[i], DECIDE_REASON_MAX,
-                         "%.100s is older than the version the app runs (%.100s): never "
-                         "deployed over a higher version",
-                         p[i]->tag, current_tag);
-            else
-                snprintf(why[i], DECIDE_REASON_MAX, "no longer matches what the app runs now: %s",
-                         ms ? r : "the app's label is gone or invalid");
+            snprintf(
+                why[i], DECIDE_REASON_MAX, "%s%s",
+                strstr(r, "is older than") ? "" : "no longer matches what the app runs now: ", r);
             continue;
         }
         why[i][0] = semver ? 'v' : 't'; /* remembered for pass 2 */
@@ -288,12 +310,30 @@ char *decide_update_body(const struct app_view *v, const struct decision *d, con
 }
 
 char *decide_rollback_body(const struct app_view *now, const char *old_image,
+                           const char *old_digest, const char *new_image, const cJSON *old_docker,
                            const cJSON *old_labels)
 {
+    char pinned[REF_IMAGE_MAX];
+    struct image_ref r;
+    /* A mutable tag (the same string before and after) is pinned to the digest that ran before:
+     * the string alone would pull the failed bits again. */
+    if (!strcmp(old_image, new_image) && old_digest && ref_valid_digest(old_digest) &&
+        ref_parse_image(old_image, &r) == 0 && !r.digest[0]) {
+        snprintf(r.digest, sizeof r.digest, "%s", old_digest);
+        if (ref_format_image(&r, pinned, sizeof pinned) == 0) old_image = pinned;
+    }
     cJSON *labels = labels_copy(now);
     for (size_t i = 0; decide_own_labels[i] && labels; i++)
         label_put(labels, decide_own_labels[i], jstr(old_labels, decide_own_labels[i]));
-    return print_body(container_with(now, old_image, 0), labels);
+    cJSON *container = container_with(now, old_image, 0);
+    /* forcePullImage as it was before our update (we may have set it for a mutable tag). */
+    cJSON *docker = cJSON_GetObjectItemCaseSensitive(container, "docker");
+    const cJSON *fp = cJSON_GetObjectItemCaseSensitive(old_docker, "forcePullImage");
+    if (docker) {
+        cJSON_DeleteItemFromObjectCaseSensitive(docker, "forcePullImage");
+        if (fp) cJSON_AddItemToObject(docker, "forcePullImage", cJSON_Duplicate(fp, 1));
+    }
+    return print_body(container, labels);
 }
 
 /* ---------------------------------------------------------------- after the end */

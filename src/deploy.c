@@ -121,6 +121,40 @@ cJSON *job_get_app(struct deployer *d, const char *app_id, struct httpc_resp *re
     return NULL;
 }
 
+cJSON *job_deployments(struct deployer *d)
+{
+    struct httpc_resp resp;
+    cJSON *list = NULL;
+    if (job_request(d, "GET", "/v2/deployments", NULL, &resp) == 0 && resp.status == 200)
+        list = cJSON_Parse(resp.body.data);
+    httpc_resp_free(&resp);
+    if (cJSON_IsArray(list)) return list;
+    cJSON_Delete(list);
+    return NULL;
+}
+
+const cJSON *job_find_deployment(const cJSON *list, const char *id)
+{
+    const cJSON *dep;
+    cJSON_ArrayForEach(dep, list)
+    {
+        const char *have = job_jstr(dep, "id");
+        if (id && have && !strcmp(have, id)) return dep;
+    }
+    return NULL;
+}
+
+void job_copy(char *dst, size_t n, const char *src)
+{
+    snprintf(dst, n, "%s", src ? src : "");
+}
+
+const char *job_jstr(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
 long job_backoff_ms(int attempt)
 {
     long b = 500L << (attempt < 6 ? attempt : 6);
@@ -137,8 +171,8 @@ void deployer_metrics_declare(void)
                     "rollback_failed, cancelled, superseded, skipped, unchanged, dry_run, "
                     "interrupted).");
     static const char *const outcomes[] = {
-        "succeeded", "failed",     "timed_out", "rolled_back", "rollback_failed",
-        "cancelled", "superseded", "skipped",   "unchanged",   "dry_run"};
+        "succeeded",  "failed",  "timed_out", "rolled_back", "rollback_failed", "cancelled",
+        "superseded", "skipped", "unchanged", "dry_run",     "interrupted"};
     for (size_t i = 0; i < sizeof outcomes / sizeof outcomes[0]; i++)
         metrics_add("autodeploy_deployments_total", "outcome", outcomes[i], 0);
     static const double bounds[] = {5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600};
@@ -221,11 +255,13 @@ static void run_job(struct deployer *d, const char *app_id, struct waiting *list
     size_t i = 0;
     for (struct waiting *w = list; w && j.w; w = w->next)
         j.w[i++] = w;
-    if (j.w && job_update(&j)) job_follow(&j);
+    int rc = j.w ? job_update(&j) : 0;
+    if (rc) job_follow(&j, rc == 2);
     /* A job cut short by the stop stays pending in the state file: the next start queues its
-     * push again, and finds the deployment done or still running. */
+     * push again, and finds the deployment done or still running. One whose story ended (or
+     * whose rollback was decided) is done: replaying it would deploy the failed image again. */
     for (i = 0; j.w && i < j.n; i++) {
-        if (!job_stopping(d)) journal_release(d->journal, j.w[i]->push.jid);
+        if (!job_stopping(d) || j.settled) journal_release(d->journal, j.w[i]->push.jid);
         free(j.w[i]);
     }
     if (!j.w) {
@@ -240,6 +276,7 @@ static void run_job(struct deployer *d, const char *app_id, struct waiting *list
     }
     free(j.w);
     cJSON_Delete(j.old_labels);
+    cJSON_Delete(j.old_docker);
 }
 
 void deployer_run_job(struct deployer *d, const char *app_id, const struct push *pushes, size_t n)
@@ -298,36 +335,31 @@ static void *worker_main(void *arg)
 
 /* ---------------------------------------------------------------- plan */
 
-/* One app's line of the plan: what a push of p would do to it. */
+/* One app's line of the plan: what a push of p would do to it, by the job's own rules (the
+ * push's digest and time are unknown here, so "unchanged" and "older" cannot be told). */
 static void plan_app(struct deployer *d, const struct listed_app *app, const struct push *p,
                      struct buf *b)
 {
     const char *action = "deploy", *reason = "";
-    char why[DECIDE_REASON_MAX] = "", ni[REF_IMAGE_MAX] = "", err[256];
+    char why[DECIDE_REASON_MAX] = "", err[256];
+    struct decision dec = {0};
     const match_set *ms = match_cache_get(d->cache, app->label, app->id, err, sizeof err, NULL);
-    struct image_ref cur;
-    const char *current_tag = NULL;
-    if (app->image && ref_parse_image(app->image, &cur) == 0 && cur.tag[0]) current_tag = cur.tag;
-    struct match_subject s = {p->host, p->repository, p->tag, current_tag};
-    const char *gate;
+    struct app_view v = {.id = app->id,
+                         .image = app->image,
+                         .pattern = app->label,
+                         .paused = decide_is_true(app->paused),
+                         .pin = decide_is_true(app->pin),
+                         .instances = -1};
     if (!ms) {
         action = "none";
         snprintf(why, sizeof why, "invalid %.50s label: %.170s", config_live()->label, err);
         reason = why;
-    } else if (!match_test(ms, &s, why, sizeof why)) {
+    } else if (!decide_match(ms, app->image, p, why, sizeof why, NULL)) {
         action = "none";
         reason = why;
-    } else if ((gate = decide_gate(config_live(), app->id, decide_is_true(app->paused)))) {
-        action = "skip";
-        reason = gate;
-    } else if (!app->image) {
-        action = "skip";
-        reason = "the app has no container.docker.image to update";
-    } else if (decide_new_image(app->image, p,
-                                config_live()->pin_digest || decide_is_true(app->pin), ni,
-                                sizeof ni, why, sizeof why) < 0) {
-        action = "skip";
-        reason = why;
+    } else if (decide_job(config_live(), &v, p, 0, &dec) == 0 && dec.action != DECIDE_DEPLOY) {
+        action = dec.state && !strcmp(dec.state, "dry_run") ? "dry_run" : "skip";
+        reason = dec.reason;
     }
     match_cache_release(ms);
     buf_adds(b, "{\"id\":");
@@ -335,7 +367,7 @@ static void plan_app(struct deployer *d, const struct listed_app *app, const str
     buf_adds(b, ",\"current_image\":");
     buf_add_json_string(b, app->image);
     buf_adds(b, ",\"new_image\":");
-    buf_add_json_string(b, ni[0] ? ni : NULL);
+    buf_add_json_string(b, dec.new_image[0] ? dec.new_image : NULL);
     buf_adds(b, ",\"action\":");
     buf_add_json_string(b, action);
     buf_adds(b, ",\"reason\":");
@@ -355,7 +387,7 @@ int deployer_plan_json(struct deployer *d, const char *image_ref, struct buf *b)
     memcpy(p.host, ref.host, sizeof p.host);
     memcpy(p.repository, ref.repository, sizeof p.repository);
     memcpy(p.tag, ref.tag, sizeof p.tag);
-    char err[512];
+    char err[512] = "autodeployd is stopping";
     struct listing apps;
     if (dispatch_list_apps(d, 0, &apps, err, sizeof err) < 0) {
         buf_adds(b, "{\"error\":");

@@ -35,17 +35,6 @@ struct target {
 
 enum end { END_SUCCEEDED, END_ENDED, END_TIMEOUT, END_STOPPED };
 
-static void copy(char *dst, size_t n, const char *src)
-{
-    snprintf(dst, n, "%s", src ? src : "");
-}
-
-static const char *jstr(const cJSON *o, const char *k)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 /* The version our update created; NULL when Marathon's answer did not say. */
 static const char *our_version(const struct job *j)
 {
@@ -55,20 +44,8 @@ static const char *our_version(const struct job *j)
 /* 1 when /v2/deployments lists id, 0 when it does not, -1 when it cannot be read. */
 static int listed(struct deployer *d, const char *id)
 {
-    struct httpc_resp resp;
-    if (job_request(d, "GET", "/v2/deployments", NULL, &resp) < 0 || resp.status != 200) {
-        httpc_resp_free(&resp);
-        return -1;
-    }
-    cJSON *list = cJSON_Parse(resp.body.data);
-    httpc_resp_free(&resp);
-    int found = cJSON_IsArray(list) ? 0 : -1;
-    const cJSON *dep;
-    cJSON_ArrayForEach(dep, list)
-    {
-        const char *have = jstr(dep, "id");
-        if (have && !strcmp(have, id)) found = 1;
-    }
+    cJSON *list = job_deployments(d);
+    int found = list ? job_find_deployment(list, id) != NULL : -1;
     cJSON_Delete(list);
     return found;
 }
@@ -163,6 +140,7 @@ static enum end follow_one(struct job *j, const struct target *t, char *reason, 
 
 static void rollback_failed(struct job *j, const char *why, const char *err, const char *rb_id)
 {
+    j->rolling = 0;
     log_error("rollback failed", "app", j->app_id, "deployment", j->dep_id, "error", err, NULL);
     char r[REPORT_TEXT_MAX];
     snprintf(r, sizeof r, "%.200s; the rollback %s: %.240s; it needs a hand", why,
@@ -170,31 +148,41 @@ static void rollback_failed(struct job *j, const char *why, const char *err, con
     job_report(j, REPORT_ROLLBACK_FAILED, "rollback_failed", j->dep_id, r, NULL, err);
 }
 
+/* How the revert deployment ended, from the follow and a last look at the app. */
+static enum end revert_end(struct job *j, const struct target *t, char *reason, size_t len)
+{
+    char task[REPORT_TEXT_MAX] = "";
+    enum end e = follow_one(j, t, reason, len, task, sizeof task);
+    if (e == END_ENDED || e == END_TIMEOUT) {
+        struct app_view v;
+        cJSON *app;
+        int o = judge(j, t, &v, &app, reason, len);
+        cJSON_Delete(app);
+        if (o == OWNER_SUCCEEDED) e = END_SUCCEEDED; /* ended right at the deadline, too */
+    }
+    return e;
+}
+
 /* Follows the revert deployment rb_id and reports its real end. */
 static void follow_revert(struct job *j, const char *rb_id, const char *why)
 {
     struct deployer *d = j->d;
-    copy(j->rollback_id, sizeof j->rollback_id, rb_id);
+    j->rolling = 0;
+    j->settled = 1; /* decided: a stop from here on must not deploy the failed image again */
+    job_copy(j->rollback_id, sizeof j->rollback_id, rb_id);
     record_rollback(d, j->record, rb_id);
     job_report(j, REPORT_ROLLING_BACK, "rolling_back", j->dep_id, why, NULL, "");
     log_warn("rolling back", "app", j->app_id, "deployment", j->dep_id, "rollback_deployment",
              rb_id, NULL);
-    struct target t = {rb_id, j->old_image, NULL, NULL,
+    struct target t = {rb_id, j->rollback_image, NULL, NULL,
                        job_now(d) + config_live()->deploy_timeout_ms};
-    char reason[REPORT_TEXT_MAX] = "", task[REPORT_TEXT_MAX] = "";
-    enum end e = follow_one(j, &t, reason, sizeof reason, task, sizeof task);
-    if (e == END_ENDED) {
-        struct app_view v;
-        cJSON *app;
-        int o = judge(j, &t, &v, &app, reason, sizeof reason);
-        cJSON_Delete(app);
-        if (o == OWNER_SUCCEEDED) e = END_SUCCEEDED;
-    }
+    char reason[REPORT_TEXT_MAX] = "";
+    enum end e = revert_end(j, &t, reason, sizeof reason);
     if (e == END_SUCCEEDED) {
         log_warn("deployment rolled back", "app", j->app_id, "rollback_deployment", rb_id, NULL);
         job_report(j, REPORT_ROLLED_BACK, "rolled_back", j->dep_id, why, NULL, "");
     } else if (e == END_STOPPED) {
-        job_report(j, REPORT_INTERRUPTED, "interrupted", rb_id,
+        job_report(j, REPORT_INTERRUPTED, "interrupted", j->dep_id,
                    "autodeployd stopped while the rollback was running; Marathon goes on with it",
                    NULL, "");
     } else {
@@ -210,27 +198,63 @@ static void follow_revert(struct job *j, const char *rb_id, const char *why)
     }
 }
 
-/* Sends a rollback request; the revert's deployment id in rb_id. 0, or -1 with err. */
-static int send_rollback(struct job *j, const char *method, const char *path, const char *body,
-                         char *rb_id, size_t rb_len, char *err, size_t errlen)
+/* Sends a rollback request; the revert's deployment id in rb_id. Marathon's status, with err
+ * set unless it is 2xx. */
+static long send_rollback(struct job *j, const char *method, const char *path, const char *body,
+                          char *rb_id, size_t rb_len, char *err, size_t errlen)
 {
     struct httpc_resp resp;
     job_request(j->d, method, path, body, &resp);
-    int rc = -1;
-    if (resp.status == 200 || resp.status == 201 || resp.status == 202) {
+    long st = resp.status;
+    if (st == 200 || st == 201 || st == 202) {
         cJSON *b = cJSON_Parse(resp.body.data);
-        copy(rb_id, rb_len, resp.deployment_id[0] ? resp.deployment_id : jstr(b, "deploymentId"));
+        job_copy(rb_id, rb_len,
+                 resp.deployment_id[0] ? resp.deployment_id : job_jstr(b, "deploymentId"));
         cJSON_Delete(b);
-        rc = 0;
-    } else if (resp.status == 409) {
+    } else if (st == 409) {
         snprintf(err, errlen,
-                 "another deployment holds the app; autodeployd does not force its "
-                 "way over it");
+                 "another deployment holds the app; autodeployd does not force its way over it");
     } else {
         marathon_error_text(&resp, err, errlen);
     }
     httpc_resp_free(&resp);
-    return rc;
+    return st;
+}
+
+/* The PATCH (PUT ?partialUpdate=true before Marathon 1.4) putting back what we changed. */
+static long patch_back(struct job *j, char *rb_id, size_t rb_len, char *err, size_t errlen)
+{
+    struct target t = {j->dep_id, j->new_image, j->p->digest, our_version(j), 0};
+    struct app_view v;
+    cJSON *app;
+    char who[REPORT_TEXT_MAX - 32] = "";
+    int o = judge(j, &t, &v, &app, who, sizeof who);
+    char *body = o == OWNER_FAILED
+                     ? decide_rollback_body(&v, j->old_image, j->old_digest, j->new_image,
+                                            j->old_docker, j->old_labels)
+                     : NULL;
+    cJSON_Delete(app);
+    snprintf(err, errlen, "%s%s", o >= 0 && o != OWNER_FAILED ? "the app changed hands: " : "",
+             o >= 0 ? who : "cannot read the app");
+    if (!body) return -1;
+    cJSON *b = cJSON_Parse(body);
+    job_copy(j->rollback_image, sizeof j->rollback_image,
+             job_jstr(cJSON_GetObjectItemCaseSensitive(
+                          cJSON_GetObjectItemCaseSensitive(b, "container"), "docker"),
+                      "image"));
+    cJSON_Delete(b);
+    struct buf path;
+    buf_init(&path, 4096);
+    marathon_app_path(j->app_id, &path);
+    long st = -1;
+    for (int put = !strcmp(j->method, "PUT"); put < 2; put++) {
+        if (put) buf_adds(&path, "?partialUpdate=true");
+        st = send_rollback(j, put ? "PUT" : "PATCH", path.data, body, rb_id, rb_len, err, errlen);
+        if (st != 405) break; /* Marathon before 1.4 */
+    }
+    buf_free(&path);
+    free(body);
+    return st;
 }
 
 /* Undoes what autodeployd changed: DELETE of our running deployment, else a PATCH of the
@@ -238,36 +262,24 @@ static int send_rollback(struct job *j, const char *method, const char *path, co
 static void roll_back(struct job *j, int ours_running, const char *why)
 {
     char rb_id[128] = "", err[REPORT_TEXT_MAX] = "";
-    struct buf path;
-    buf_init(&path, 4096);
-    int rc;
+    long st;
+    job_copy(j->rollback_image, sizeof j->rollback_image, j->old_image);
     if (ours_running) {
+        struct buf path;
+        buf_init(&path, 4096);
         buf_adds(&path, "/v2/deployments/");
         buf_adds(&path, j->dep_id);
-        rc = send_rollback(j, "DELETE", path.data, NULL, rb_id, sizeof rb_id, err, sizeof err);
+        st = send_rollback(j, "DELETE", path.data, NULL, rb_id, sizeof rb_id, err, sizeof err);
+        buf_free(&path);
     } else {
-        struct target t = {j->dep_id, j->new_image, j->p->digest, our_version(j), 0};
-        struct app_view v;
-        cJSON *app;
-        char who[REPORT_TEXT_MAX - 32] = "";
-        int o = judge(j, &t, &v, &app, who, sizeof who);
-        char *body =
-            o == OWNER_FAILED ? decide_rollback_body(&v, j->old_image, j->old_labels) : NULL;
-        cJSON_Delete(app);
-        snprintf(err, sizeof err, "%s%s",
-                 o >= 0 && o != OWNER_FAILED ? "the app changed hands: " : "",
-                 o >= 0 ? who : "cannot read the app");
-        marathon_app_path(j->app_id, &path);
-        rc = body ? send_rollback(j, "PATCH", path.data, body, rb_id, sizeof rb_id, err, sizeof err)
-                  : -1;
-        free(body);
+        st = patch_back(j, rb_id, sizeof rb_id, err, sizeof err);
     }
-    buf_free(&path);
-    if (rc < 0)
+    if (st < 200 || st > 202)
         rollback_failed(j, why, err, NULL);
-    else if (!rb_id[0])
+    else if (!rb_id[0]) {
+        j->rolling = 0;
         job_report(j, REPORT_ROLLED_BACK, "rolled_back", j->dep_id, why, NULL, "");
-    else
+    } else
         follow_revert(j, rb_id, why);
 }
 
@@ -280,39 +292,68 @@ static void succeeded(struct job *j, const char *dep_id, const char *note)
     job_report(j, REPORT_DEPLOYED, "succeeded", dep_id, note, "", "");
 }
 
+/* Why a deployment that ended badly is not rolled back, "" when it is. */
+static const char *no_rollback(const struct job *j)
+{
+    if (!config_live()->rollback_on_failure) return "-";
+    if (j->adopted)
+        return "the deployment was not started by this job (a restart, or another replica): "
+               "autodeployd does not roll it back";
+    return "";
+}
+
 static void timed_out(struct job *j, const char *followed, const char *task)
 {
-    char reason[REPORT_TEXT_MAX], lim[32];
+    char reason[REPORT_TEXT_MAX], lim[32], why[REPORT_TEXT_MAX] = "";
     format_limit(config_live()->deploy_timeout_ms, lim, sizeof lim);
     snprintf(reason, sizeof reason,
              "not finished %s after Marathon accepted the update (--deploy-timeout)", lim);
     log_warn("deployment timed out", "app", j->app_id, "deployment", followed, "reason", reason,
              NULL);
-    job_report(j, REPORT_TIMED_OUT, "timed_out", followed, reason, task, "");
-    if (!config_live()->rollback_on_failure) return;
-    /* Only our own deployment, still running, is ours to cancel. */
-    int ours = !strcmp(followed, j->dep_id) && listed(j->d, j->dep_id) == 1;
-    if (ours) {
-        roll_back(j, 1, reason);
-    } else {
+    const char *no = no_rollback(j);
+    /* Only our own deployment, still running, is ours to cancel; an ended failure of our
+     * configuration is undone by a PATCH; anything else is someone else's. */
+    int ours = !*no && !strcmp(followed, j->dep_id) && listed(j->d, j->dep_id) == 1;
+    int o = -1;
+    if (!*no && !ours) {
         struct target t = {j->dep_id, j->new_image, j->p->digest, our_version(j), 0};
         struct app_view v;
         cJSON *app;
-        char why[REPORT_TEXT_MAX];
-        int o = judge(j, &t, &v, &app, why, sizeof why);
+        o = judge(j, &t, &v, &app, why, sizeof why);
         cJSON_Delete(app);
-        if (o == OWNER_FAILED)
-            roll_back(j, 0, reason);
-        else
-            rollback_failed(j, reason,
-                            "another writer's deployment holds the app; autodeployd "
-                            "does not cancel a deployment it did not start",
-                            NULL);
     }
+    j->rolling = ours || o == OWNER_FAILED;
+    job_report(j, REPORT_TIMED_OUT, "timed_out", followed, reason, task, "");
+    if (j->rolling)
+        roll_back(j, ours, reason);
+    else if (*no && strcmp(no, "-"))
+        rollback_failed(j, reason, no, NULL);
+    else if (!*no)
+        rollback_failed(j, reason,
+                        o == OWNER_TAKEN_OVER
+                            ? "another writer's deployment holds the app; autodeployd does not "
+                              "cancel a deployment it did not start"
+                        : o < 0 ? "cannot read the app"
+                                : why,
+                        NULL);
+}
+
+/* Reports a failure of our configuration, and rolls it back when asked to. */
+static void failed(struct job *j, const char *followed, const char *reason, const char *task)
+{
+    log_warn("deployment failed", "app", j->app_id, "deployment", followed, "reason", reason,
+             "task_message", task, NULL);
+    const char *no = no_rollback(j);
+    j->rolling = !*no;
+    job_report(j, REPORT_FAILED, "failed", followed, reason, task, "");
+    if (j->rolling)
+        roll_back(j, 0, reason);
+    else if (strcmp(no, "-"))
+        rollback_failed(j, reason, no, NULL);
 }
 
 /* Our deployment ended without a success event: who owns the app now? Returns 1 to go on
- * following (dep_id then names the deployment that took over), 0 when reported. */
+ * following (followed then names the deployment that took over), 0 when reported. */
 static int ended(struct job *j, char *followed, size_t flen, const char *event_reason,
                  const char *task)
 {
@@ -323,10 +364,9 @@ static int ended(struct job *j, char *followed, size_t flen, const char *event_r
     int o = -1;
     for (int tries = 0; tries < 2; tries++) {
         if (tries) job_nap(j->d, 1000); /* a deployment that takes over may be listed late */
-        app = NULL;
         o = judge(j, &t, &v, &app, reason, sizeof reason);
         if (o == OWNER_TAKEN_OVER) {
-            copy(followed, flen, v.deployment);
+            job_copy(followed, flen, v.deployment);
             log_info("another deployment took over with our image; following it", "app", j->app_id,
                      "deployment", followed, NULL);
         }
@@ -337,7 +377,10 @@ static int ended(struct job *j, char *followed, size_t flen, const char *event_r
     char note[REPORT_TEXT_MAX];
     if (o == OWNER_SUCCEEDED) {
         snprintf(note, sizeof note, "completed by deployment %.127s", followed);
-        succeeded(j, followed, strcmp(followed, j->dep_id) ? note : "");
+        succeeded(j, followed,
+                  !followed[0]                  ? "the update landed although its answer was lost"
+                  : strcmp(followed, j->dep_id) ? note
+                                                : "");
     } else if (o == OWNER_CHANGED) {
         log_warn("deployment cancelled by another writer", "app", j->app_id, "deployment", followed,
                  "reason", reason, NULL);
@@ -345,15 +388,18 @@ static int ended(struct job *j, char *followed, size_t flen, const char *event_r
     } else {
         if (!reason[0]) snprintf(reason, sizeof reason, "%s", event_reason);
         if (!reason[0]) snprintf(reason, sizeof reason, "the deployment failed");
-        log_warn("deployment failed", "app", j->app_id, "deployment", followed, "reason", reason,
-                 "task_message", task, NULL);
-        job_report(j, REPORT_FAILED, "failed", followed, reason, task, "");
-        if (o == OWNER_FAILED && config_live()->rollback_on_failure) roll_back(j, 0, reason);
+        if (o == OWNER_FAILED) {
+            failed(j, followed, reason, task);
+        } else {
+            log_warn("deployment failed", "app", j->app_id, "deployment", followed, "reason",
+                     reason, NULL);
+            job_report(j, REPORT_FAILED, "failed", followed, reason, task, "");
+        }
     }
     return 0;
 }
 
-void job_follow(struct job *j)
+void job_follow(struct job *j, int landed)
 {
     struct deployer *d = j->d;
     record_set(d, j->record, "deploying", NULL, NULL);
@@ -361,11 +407,13 @@ void job_follow(struct job *j)
              "previous", j->old_image, NULL);
     job_report(j, REPORT_DEPLOYING, NULL, j->dep_id, "", "", "");
     char followed[128];
-    copy(followed, sizeof followed, j->dep_id);
-    for (;;) {
+    job_copy(followed, sizeof followed, j->dep_id);
+    for (int first = 1;; first = 0) {
         char reason[REPORT_TEXT_MAX] = "", task[REPORT_TEXT_MAX] = "";
         struct target t = {followed, j->new_image, j->p->digest, our_version(j), j->deadline};
-        enum end e = follow_one(j, &t, reason, sizeof reason, task, sizeof task);
+        /* An update that landed unanswered has no deployment left to follow: judge it. */
+        enum end e = landed && first ? END_ENDED
+                                     : follow_one(j, &t, reason, sizeof reason, task, sizeof task);
         if (e == END_ENDED && ended(j, followed, sizeof followed, reason, task)) continue;
         if (e != END_STOPPED) metrics_observe("autodeploy_deploy_duration_seconds", job_secs(j));
         if (e == END_SUCCEEDED) {

@@ -214,8 +214,13 @@ void job_report(struct job *j, enum report_kind kind, const char *state, const c
                 const char *reason, const char *task_message, const char *error)
 {
     if (state) {
-        record_set(j->d, j->record, state, reason, task_message);
-        if (is_terminal(state)) count_outcome(state);
+        int terminal = is_terminal(state);
+        /* A failure about to be rolled back is not the record's end: it goes on as
+         * rolling_back (the report below still tells the failure). */
+        record_set(j->d, j->record, terminal && j->rolling ? "rolling_back" : state, reason,
+                   task_message);
+        if (terminal) count_outcome(state);
+        if (terminal && strcmp(state, "interrupted") != 0) j->settled = 1;
     }
     struct report r;
     report_init(&r, kind, j->p, j->app_id);

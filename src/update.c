@@ -11,6 +11,7 @@
  *   no answer the update may have landed: the next re-read tells (decide_job's "landed");
  *   other    refused: reported failed with Marathon's message.
  * Waiting for locks and retrying are bounded by --update-timeout, counted from the job's start.
+ * A stop ends the job before it sends anything more; its push stays in the state file.
  */
 #include "job.h"
 
@@ -22,26 +23,39 @@
 #include <string.h>
 #include <time.h>
 
-static void copy(char *dst, size_t n, const char *src)
-{
-    snprintf(dst, n, "%s", src ? src : "");
-}
-
-static const char *jstr(const cJSON *o, const char *k)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-/* Ends the job failed: the chosen push, or every waiting one before the choice. */
-static void fail(struct job *j, const char *reason)
+/* Ends the job for the chosen push (or every waiting one before the choice) with state. */
+static void end_job(struct job *j, const char *state, enum report_kind kind, const char *reason)
 {
     for (size_t i = 0; i < j->n; i++) {
         const struct waiting *w = j->w[i];
         if (!j->p || &w->push == j->p)
-            finish_skipped(j->d, w->record, &w->push, j->app_id, j->channel, "failed",
-                           REPORT_FAILED, reason);
+            finish_skipped(j->d, w->record, &w->push, j->app_id, j->channel, state, kind, reason);
     }
+    j->settled = 1;
+}
+
+static void fail(struct job *j, const char *reason)
+{
+    end_job(j, "failed", REPORT_FAILED, reason);
+}
+
+/* autodeployd stops before the update went out: the push is not settled, so with a state file
+ * it deploys at the next start. */
+static void stopped(struct job *j)
+{
+    end_job(j, "skipped", REPORT_SKIPPED,
+            j->d->journal ? "autodeployd stopped before deploying it; it deploys at the next "
+                            "start (--state-file)"
+                          : "autodeployd stopped before deploying it; push again to deploy");
+    j->settled = 0;
+}
+
+/* Naps for a backoff step, never past the update's deadline. */
+static void backoff(struct job *j, int attempt)
+{
+    int64_t left = j->update_deadline - job_now(j->d);
+    long ms = job_backoff_ms(attempt);
+    job_nap(j->d, left < ms ? (left > 0 ? (long)left : 0) : ms);
 }
 
 /* Reads the app, retrying while Marathon fails and the update bound allows. NULL when the job
@@ -56,15 +70,17 @@ static cJSON *read_app(struct job *j)
         marathon_error_text(&resp, err, sizeof err);
         httpc_resp_free(&resp);
         if (app) return app;
-        if (st == 404) {
+        if (job_stopping(j->d)) {
+            stopped(j);
+        } else if (st == 404) {
             fail(j, "the app no longer exists in Marathon (it is never re-created)");
-            return NULL;
-        }
-        if (job_stopping(j->d) || job_now(j->d) >= j->update_deadline || st == 401) {
+        } else if (job_now(j->d) >= j->update_deadline || st == 401) {
             fail(j, err);
-            return NULL;
+        } else {
+            backoff(j, attempt);
+            continue;
         }
-        job_nap(j->d, job_backoff_ms(attempt));
+        return NULL;
     }
 }
 
@@ -104,26 +120,32 @@ static int choose(struct job *j, const struct app_view *v)
     }
     free(why);
     j->n = kept;
-    if (best < 0) return -1;
+    if (best < 0) {
+        j->settled = 1;
+        return -1;
+    }
     j->p = &j->w[0]->push;
     j->record = j->w[0]->record;
     return 0;
 }
 
-/* Remembers what the app ran before our update (first read only). */
+/* Remembers what the app runs before our update: at the first read (for the record), and again
+ * right before each update is sent (what a rollback must put back is what ran then). */
 static void note_before(struct job *j, const struct app_view *v)
 {
-    if (j->old_labels) return;
-    copy(j->channel, sizeof j->channel, v->channel);
+    job_copy(j->channel, sizeof j->channel, v->channel);
     /* An image too long for any valid reference is refused by the rules (decide_new_image);
      * it is not recorded cut short. */
-    if (v->image && strlen(v->image) < sizeof j->old_image)
-        copy(j->old_image, sizeof j->old_image, v->image);
-    copy(j->old_digest, sizeof j->old_digest, v->digest);
+    job_copy(j->old_image, sizeof j->old_image,
+             v->image && strlen(v->image) < sizeof j->old_image ? v->image : "");
+    job_copy(j->old_digest, sizeof j->old_digest, v->digest);
     j->instances = v->instances;
     const cJSON *labels = cJSON_GetObjectItemCaseSensitive(v->json, "labels");
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(v->json, "container");
+    cJSON_Delete(j->old_labels);
+    cJSON_Delete(j->old_docker);
     j->old_labels = cJSON_IsObject(labels) ? cJSON_Duplicate(labels, 1) : cJSON_CreateObject();
-    record_set(j->d, j->record, "updating", NULL, NULL);
+    j->old_docker = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(c, "docker"), 1);
 }
 
 /* Waits until none of the deployments in ids (a 409 body) runs any more, or the deadline. */
@@ -133,53 +155,36 @@ static void wait_unlocked(struct job *j, const cJSON *ids)
     while (!job_stopping(d) && job_now(d) < j->update_deadline) {
         long poll = config_live()->poll_interval_ms;
         job_nap(d, poll < 1000 ? poll : 1000);
-        struct httpc_resp resp;
-        if (job_request(d, "GET", "/v2/deployments", NULL, &resp) < 0 || resp.status != 200) {
-            httpc_resp_free(&resp);
-            continue;
-        }
-        cJSON *list = cJSON_Parse(resp.body.data);
-        httpc_resp_free(&resp);
+        cJSON *list = job_deployments(d);
+        if (!list) continue;
         int still = 0;
-        const cJSON *id, *dep;
-        cJSON_ArrayForEach(id, ids)
-        {
-            const char *want = jstr(id, "id");
-            cJSON_ArrayForEach(dep, list)
-            {
-                const char *have = jstr(dep, "id");
-                if (want && have && !strcmp(want, have)) still = 1;
-            }
-        }
+        const cJSON *id;
+        cJSON_ArrayForEach(id, ids) still |= job_find_deployment(list, job_jstr(id, "id")) != NULL;
         cJSON_Delete(list);
         if (!still) return;
     }
 }
 
 /* Sends the update; returns Marathon's status (0: no answer) with resp filled. */
-static long send_update(struct job *j, const char *method, const char *body, int force,
-                        struct httpc_resp *resp)
+static long send_update(struct job *j, const char *body, int force, struct httpc_resp *resp)
 {
     struct buf path;
     buf_init(&path, 4096);
     marathon_app_path(j->app_id, &path);
-    if (!strcmp(method, "PUT"))
+    if (!strcmp(j->method, "PUT"))
         buf_adds(&path, force ? "?partialUpdate=true&force=true" : "?partialUpdate=true");
     else if (force)
         buf_adds(&path, "?force=true");
-    job_request(j->d, method, path.data, body, resp);
+    job_request(j->d, j->method, path.data, body, resp);
     buf_free(&path);
     return resp->status;
 }
 
-/* The update was accepted: the deployment is ours to follow. */
-static int accepted(struct job *j, const struct httpc_resp *resp)
+/* From now on the deployment dep_id (version: the one it brings) is followed. */
+static int follow_from_now(struct job *j, const char *dep_id, const char *version)
 {
-    cJSON *b = cJSON_Parse(resp->body.data);
-    copy(j->dep_id, sizeof j->dep_id,
-         resp->deployment_id[0] ? resp->deployment_id : jstr(b, "deploymentId"));
-    copy(j->version, sizeof j->version, jstr(b, "version"));
-    cJSON_Delete(b);
+    job_copy(j->dep_id, sizeof j->dep_id, dep_id);
+    job_copy(j->version, sizeof j->version, version);
     j->accepted_at = job_now(j->d);
     j->deadline = j->accepted_at + config_live()->deploy_timeout_ms;
     record_accepted(j->d, j->record);
@@ -187,78 +192,116 @@ static int accepted(struct job *j, const struct httpc_resp *resp)
     return 1;
 }
 
-/* What the rules said other than "deploy". Returns 1 to follow, 0 when the job ended. */
+/* The update was accepted: the deployment is ours to follow. */
+static int accepted(struct job *j, const struct httpc_resp *resp)
+{
+    cJSON *b = cJSON_Parse(resp->body.data);
+    follow_from_now(j, resp->deployment_id[0] ? resp->deployment_id : job_jstr(b, "deploymentId"),
+                    job_jstr(b, "version"));
+    cJSON_Delete(b);
+    return 1;
+}
+
+/* The app carries our image and digest and a deployment runs. Ours (this job's update, whose
+ * answer was lost: the labels carry this job's deployed-at) is followed as ours. Another's is
+ * followed only when it is the deployment of that configuration (a replay after a restart,
+ * another replica), and never rolled back; a scale by someone else is none of our business. */
+static int adopt(struct job *j, const struct app_view *v)
+{
+    const char *at =
+        job_jstr(cJSON_GetObjectItemCaseSensitive(v->json, "labels"), "autodeploy.deployed-at");
+    if (j->sent_unanswered && at && !strcmp(at, j->deployed_at))
+        return follow_from_now(j, v->deployment, v->config_version);
+    cJSON *list = job_deployments(j->d);
+    const char *dv = job_jstr(job_find_deployment(list, v->deployment), "version");
+    int config = dv && v->config_version && !decide_version_cmp(dv, v->config_version);
+    if (config) {
+        j->adopted = 1;
+        follow_from_now(j, v->deployment, v->config_version);
+    }
+    cJSON_Delete(list);
+    if (config) {
+        log_info("the app is already being deployed to this image; following it", "app", j->app_id,
+                 "deployment", j->dep_id, NULL);
+        return 1;
+    }
+    record_set(j->d, j->record, "unchanged",
+               "the app already runs this image and digest (another writer's deployment, not a "
+               "deploy of it, is running)",
+               NULL);
+    count_outcome("unchanged");
+    j->settled = 1;
+    return 0;
+}
+
+/* What the rules said other than "deploy". Returns 1 to follow, 2 to judge an update that
+ * landed unanswered, 0 when the job ended. */
 static int not_deploying(struct job *j, const struct app_view *v, const struct decision *dec)
 {
     switch (dec->action) {
     case DECIDE_FOLLOW:
-        copy(j->dep_id, sizeof j->dep_id, v->deployment);
-        copy(j->version, sizeof j->version, v->config_version);
-        j->accepted_at = job_now(j->d);
-        j->deadline = j->accepted_at + config_live()->deploy_timeout_ms;
-        record_job(j);
-        log_info("the app is already being deployed to this image; following it", "app", j->app_id,
-                 "deployment", j->dep_id, NULL);
-        return 1;
+        return adopt(j, v);
     case DECIDE_LANDED:
-        job_report(j, REPORT_DEPLOYED, "succeeded", "",
-                   "the update landed although its answer was lost", "", "");
-        return 0;
+        follow_from_now(j, "", v->config_version);
+        return 2;
     case DECIDE_UNCHANGED:
         if (j->p->replayed) {
             /* The channel may have seen this deployment start before the restart: close the
              * story instead of going quiet. */
-            finish_skipped(j->d, j->record, j->p, j->app_id, j->channel, "unchanged",
-                           REPORT_SKIPPED, dec->reason);
+            end_job(j, "unchanged", REPORT_SKIPPED, dec->reason);
             return 0;
         }
         record_set(j->d, j->record, "unchanged", dec->reason, NULL);
         count_outcome("unchanged");
+        j->settled = 1;
         log_info("app already runs this image; nothing to deploy", "app", j->app_id, "image",
                  j->new_image, "digest", j->p->digest, NULL);
         return 0;
     default:
-        finish_skipped(j->d, j->record, j->p, j->app_id, j->channel, dec->state, REPORT_SKIPPED,
-                       dec->reason);
+        end_job(j, dec->state, REPORT_SKIPPED, dec->reason);
         return 0;
     }
 }
 
-/* Handles a refused or unanswered update. Returns 1 to try again, 0 when the job ended. */
-static int retry_after(struct job *j, long st, struct httpc_resp *resp, const char **method,
-                       int attempt)
+/* A 409: waits for the lock's holders, or gives up past the bound. 1 to try again. */
+static int locked(struct job *j, const struct httpc_resp *resp, const char *err)
 {
-    struct deployer *d = j->d;
+    char why[REPORT_TEXT_MAX], lim[32];
+    if (job_stopping(j->d)) {
+        stopped(j);
+        return 0;
+    }
+    if (job_now(j->d) >= j->update_deadline) {
+        format_limit(config_live()->update_timeout_ms, lim, sizeof lim);
+        snprintf(why, sizeof why,
+                 "the app stayed locked by another deployment past --update-timeout %s: %.400s",
+                 lim, err);
+        end_job(j, "skipped", REPORT_SKIPPED, why);
+        return 0;
+    }
+    log_info("app locked by a running deployment; waiting for it", "app", j->app_id, NULL);
+    record_set(j->d, j->record, "locked", err, NULL);
+    cJSON *b = cJSON_Parse(resp->body.data);
+    wait_unlocked(j, cJSON_GetObjectItemCaseSensitive(b, "deployments"));
+    cJSON_Delete(b);
+    record_set(j->d, j->record, "updating", "", NULL);
+    return 1;
+}
+
+/* Handles a refused or unanswered update. Returns 1 to try again, 0 when the job ended. */
+static int retry_after(struct job *j, long st, struct httpc_resp *resp, int attempt)
+{
     char err[REPORT_TEXT_MAX], why[REPORT_TEXT_MAX], lim[32];
     marathon_error_text(resp, err, sizeof err);
-    format_limit(config_live()->update_timeout_ms, lim, sizeof lim);
-    int out_of_time = job_stopping(d) || job_now(d) >= j->update_deadline;
-    if (st == 405 && !strcmp(*method, "PATCH")) {
+    if (st == 405 && !strcmp(j->method, "PATCH")) {
         /* Marathon before 1.4: PUT merges too, but creates a missing app, so the re-read at
          * the top of the loop must see the app first. */
         log_info("Marathon has no PATCH; falling back to PUT ?partialUpdate=true", "app", j->app_id,
                  NULL);
-        *method = "PUT";
+        j->method = "PUT";
         return 1;
     }
-    if (st == 409) {
-        cJSON *b = cJSON_Parse(resp->body.data);
-        if (out_of_time) {
-            cJSON_Delete(b);
-            snprintf(why, sizeof why,
-                     "the app stayed locked by another deployment past --update-timeout %s: %.400s",
-                     lim, err);
-            finish_skipped(d, j->record, j->p, j->app_id, j->channel, "skipped", REPORT_SKIPPED,
-                           why);
-            return 0;
-        }
-        log_info("app locked by a running deployment; waiting for it", "app", j->app_id, NULL);
-        record_set(d, j->record, "locked", err, NULL);
-        wait_unlocked(j, cJSON_GetObjectItemCaseSensitive(b, "deployments"));
-        cJSON_Delete(b);
-        record_set(d, j->record, "updating", "", NULL);
-        return 1;
-    }
+    if (st == 409) return locked(j, resp, err);
     if (st == 404) {
         fail(j, "the app was deleted before it could be updated (never re-created)");
         return 0;
@@ -269,55 +312,68 @@ static int retry_after(struct job *j, long st, struct httpc_resp *resp, const ch
         fail(j, err);
         return 0;
     }
-    if (out_of_time) {
+    if (job_now(j->d) >= j->update_deadline) {
+        format_limit(config_live()->update_timeout_ms, lim, sizeof lim);
         snprintf(why, sizeof why, "%.400s (gave up after --update-timeout %s)", err, lim);
         log_warn("app update failed", "app", j->app_id, "error", why, NULL);
         fail(j, why);
         return 0;
     }
     log_warn("app update failed; retrying", "app", j->app_id, "error", err, NULL);
-    job_nap(d, job_backoff_ms(attempt));
+    backoff(j, attempt);
     return 1;
 }
 
-/* One attempt: re-read, decide, send. Returns 1 to follow, 0 ended, -1 to try again. */
-static int attempt_once(struct job *j, const char **method, int attempt)
+/* Sends the update the rules decided; returns as attempt_once does. */
+static int send(struct job *j, const struct app_view *v, const struct decision *dec, int attempt)
+{
+    if (job_stopping(j->d)) { /* nothing new goes out once the stop's grace is over */
+        stopped(j);
+        return 0;
+    }
+    note_before(j, v);
+    record_job(j);
+    char *body = decide_update_body(v, dec, j->p, j->deployed_at);
+    if (!body) {
+        fail(j, "out of memory building the update");
+        return 0;
+    }
+    struct httpc_resp resp;
+    long st = send_update(j, body, dec->force, &resp);
+    free(body);
+    int rc =
+        st == 200 || st == 201 ? accepted(j, &resp) : (retry_after(j, st, &resp, attempt) ? -1 : 0);
+    httpc_resp_free(&resp);
+    return rc;
+}
+
+/* One attempt: re-read, decide, send. Returns 1 to follow, 2 to judge a landed update, 0 when
+ * the job ended, -1 to try again. */
+static int attempt_once(struct job *j, int attempt)
 {
     cJSON *app = read_app(j);
     if (!app) return 0;
     struct app_view v;
     decide_app_view(app, config_live()->label, &v);
     int rc = 0;
-    if (choose(j, &v) < 0) goto out;
-    note_before(j, &v);
-    struct decision dec;
-    decide_job(config_live(), &v, j->p, j->sent_unanswered, &dec);
-    copy(j->new_image, sizeof j->new_image, dec.new_image);
-    record_job(j);
-    if (dec.action != DECIDE_DEPLOY) {
-        rc = not_deploying(j, &v, &dec);
-        goto out;
+    if (choose(j, &v) == 0) {
+        if (!j->old_docker) { /* the first read, for the record */
+            note_before(j, &v);
+            record_set(j->d, j->record, "updating", NULL, NULL);
+        }
+        struct decision dec;
+        decide_job(config_live(), &v, j->p, j->sent_unanswered, &dec);
+        job_copy(j->new_image, sizeof j->new_image, dec.new_image);
+        record_job(j);
+        rc = dec.action == DECIDE_DEPLOY ? send(j, &v, &dec, attempt) : not_deploying(j, &v, &dec);
     }
-    char *body = decide_update_body(&v, &dec, j->p, j->deployed_at);
-    struct httpc_resp resp;
-    long st = body ? send_update(j, *method, body, dec.force, &resp) : -1;
-    free(body);
-    if (st < 0) {
-        fail(j, "out of memory building the update");
-    } else if (st == 200 || st == 201) {
-        rc = accepted(j, &resp);
-    } else {
-        rc = retry_after(j, st, &resp, method, attempt) ? -1 : 0;
-    }
-    if (st >= 0) httpc_resp_free(&resp);
-out:
     cJSON_Delete(app);
     return rc;
 }
 
 int job_update(struct job *j)
 {
-    const char *method = "PATCH";
+    j->method = "PATCH";
     j->update_deadline = job_now(j->d) + config_live()->update_timeout_ms;
     /* Fixed per job: a retried update is then byte-identical, so one whose answer was lost
      * but which lands later changes nothing. */
@@ -327,7 +383,7 @@ int job_update(struct job *j)
     gmtime_r(&ts.tv_sec, &tm);
     strftime(j->deployed_at, sizeof j->deployed_at, "%Y-%m-%dT%H:%M:%SZ", &tm);
     for (int attempt = 0;; attempt++) {
-        int rc = attempt_once(j, &method, attempt);
+        int rc = attempt_once(j, attempt);
         if (rc >= 0) return rc;
     }
 }

@@ -531,7 +531,8 @@ static void test_choose_semver(void)
     w = decide_choose(ms, &v, alone, 1, verdict, why);
     CHECK(w == -1, "downgrade: winner %d, want -1", w);
     CHECK(verdict[0] == DECIDE_NOT_MATCHING, "downgrade verdict %d", verdict[0]);
-    CHECK(has(why[0], "older than the version the app runs") && has(why[0], "1.1.9") && has(why[0], "1.2.0"),
+    CHECK(has(why[0], "older than the version the app runs") && has(why[0], "1.1.9") &&
+              has(why[0], "1.2.0"),
           "downgrade reason: \"%s\"", why[0]);
 
     /* Same app, 1.1.9 and 1.3.0 waiting: 1.3.0 deploys, 1.1.9 is refused on its own account. */
@@ -1128,7 +1129,9 @@ static void test_rollback_body(void)
         cJSON_Parse("{\"autodeploy\":\"strava/foo:master-*\",\"autodeploy.digest\":\"" DIGEST_A
                     "\",\"autodeploy.pushed-by\":\"bob\",\"autodeploy.deployed-at\":"
                     "\"2026-11-25T09:00:05Z\",\"team\":\"core\"}");
-    char *s = decide_rollback_body(&now, OLD_IMAGE, old);
+    /* The container.docker before our update: the same as now but for the image. */
+    cJSON *old_docker = cJSON_Duplicate(docker_of(app), 1);
+    char *s = decide_rollback_body(&now, OLD_IMAGE, DIGEST_A, NEW_IMAGE, old_docker, old);
     cJSON *body = s ? cJSON_Parse(s) : NULL;
     CHECK(body != NULL, "rollback body is JSON: %s", s ? s : "(null)");
     if (body) {
@@ -1154,24 +1157,36 @@ static void test_rollback_body(void)
     cJSON_Delete(body);
     free(s);
 
-    /* A mutable-tag deploy set forcePullImage: the rollback leaves the container as it is now. */
+    /* A mutable-tag deploy set forcePullImage and kept the image string: the rollback pins the
+     * digest that ran before (the string alone would pull the failed bits again) and puts
+     * forcePullImage back as it was. */
     put(docker_of(app), "forcePullImage", cJSON_CreateTrue());
+    set_image(app, NEW_IMAGE);
     decide_app_view(app, "autodeploy", &now);
-    s = decide_rollback_body(&now, NEW_IMAGE, old);
+    s = decide_rollback_body(&now, NEW_IMAGE, DIGEST_A, NEW_IMAGE, old_docker, old);
     body = s ? cJSON_Parse(s) : NULL;
     if (body) {
-        cJSON *want = expected_container(app, NEW_IMAGE, 0);
+        cJSON *want = expected_container(app, NEW_IMAGE "@" DIGEST_A, 0);
+        cJSON_ReplaceItemInObjectCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(want, "docker"), "forcePullImage",
+            cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(old_docker, "forcePullImage"), 1));
         CHECK(cJSON_Compare(want, cJSON_GetObjectItemCaseSensitive(body, "container"), 1),
-              "rollback of a mutable tag: container as now: %s", s);
+              "rollback of a mutable tag: pinned to the old digest, forcePullImage as before: %s",
+              s);
         cJSON_Delete(want);
     } else {
         CHECK(0, "rollback body of a mutable tag is JSON");
     }
     cJSON_Delete(body);
     free(s);
+    /* Without the old digest it cannot be pinned: the string is put back as it was. */
+    s = decide_rollback_body(&now, NEW_IMAGE, NULL, NEW_IMAGE, old_docker, old);
+    CHECK(s && strstr(s, "@sha256") == NULL, "mutable tag, no old digest: not pinned: %s",
+          s ? s : "(null)");
+    free(s);
 
     /* No old labels at all (the app had none): the four are removed. */
-    s = decide_rollback_body(&now, OLD_IMAGE, NULL);
+    s = decide_rollback_body(&now, OLD_IMAGE, NULL, NEW_IMAGE, NULL, NULL);
     body = s ? cJSON_Parse(s) : NULL;
     CHECK(body != NULL, "rollback without old labels is JSON");
     if (body) {
@@ -1184,6 +1199,7 @@ static void test_rollback_body(void)
     cJSON_Delete(body);
     free(s);
     cJSON_Delete(old);
+    cJSON_Delete(old_docker);
     cJSON_Delete(app);
 
     /* decide_own_labels: the four, in order. */

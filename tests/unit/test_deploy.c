@@ -369,7 +369,8 @@ static int req(void *ctx, const char *method, const char *path, const char *body
         int n = 0;
         for (int i = 0; i < F.ndeps; i++)
             if (F.deps[i].running && F.now >= F.deps[i].created + F.list_delay_ms)
-                buf_printf(&r->body, "%s{\"id\":\"%s\"}", n++ ? "," : "", F.deps[i].id);
+                buf_printf(&r->body, "%s{\"id\":\"%s\",\"version\":\"%s\"}", n++ ? "," : "",
+                           F.deps[i].id, F.deps[i].version);
         buf_adds(&r->body, "]");
     } else if (write && strncmp(path, "/v2/apps/staging/foo", 20) == 0) {
         if (!strcmp(method, "PATCH") && F.no_patch) {
@@ -963,6 +964,123 @@ static void timeout_someone_elses(void)
     deployer_free(d);
 }
 
+static void set_label_now(const char *k, const char *v)
+{
+    cJSON *labels = cJSON_GetObjectItemCaseSensitive(F.app, "labels");
+    cJSON_DeleteItemFromObjectCaseSensitive(labels, k);
+    cJSON_AddStringToObject(labels, k, v);
+}
+
+static void set_image_now(const char *image)
+{
+    cJSON *docker = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(F.app, "container"), "docker");
+    cJSON_ReplaceItemInObjectCaseSensitive(docker, "image", cJSON_CreateString(image));
+}
+
+static void duplicate_during_someone_elses_scale(void)
+{
+    /* The app already runs our image and digest; an autoscaler's scale hangs. A re-delivered
+     * push must neither adopt nor cancel that deployment. */
+    setup(M2, "strava/foo:master-*", 1);
+    struct push p = mkpush("strava/foo", "master-2", 'b', NULL);
+    set_label_now("autodeploy.digest", p.digest);
+    set_instances(3, 0);
+    start_dep(0, NULL, 0, 1, 0);
+    struct deployer *d = make("--deploy-timeout 2s --rollback-on-failure");
+    run(d, &p, 1);
+    CHECK_STR(state_of(d), "unchanged", "a scale by someone else is not our deployment");
+    CHECK(count("DELETE", "/") == 0 && count("PATCH", "/") == 0, "nothing written");
+    deployer_free(d);
+}
+
+static void rollback_on_marathon_13(void)
+{
+    setup(M1, "strava/foo:master-*", 1);
+    F.no_patch = 1;
+    F.fail_deploy = 1;
+    struct deployer *d = make("--rollback-on-failure");
+    struct push p = mkpush("strava/foo", "master-2", 'b', NULL);
+    run(d, &p, 1);
+    CHECK_STR(state_of(d), "rolled_back", "1.3: the rollback falls back to PUT too");
+    CHECK(count("PUT", "/v2/apps/staging/foo?partialUpdate=true") == 2,
+          "1.3: update and rollback by PUT ?partialUpdate=true");
+    CHECK(!strcmp(app_image(), M1), "1.3: master-1 back");
+    deployer_free(d);
+}
+
+static void lost_answer_landed_and_failed(void)
+{
+    setup(M1, "strava/foo:master-*", 1);
+    F.patch_status[0] = 0;
+    F.n_patch_status = 1;
+    F.lost_applies = 1;
+    F.fail_deploy = 1;
+    F.rollout_ms = 10;
+    struct deployer *d = make("");
+    /* The lost answer costs a backoff (about 0.5 s): the deployment has failed by the re-read. */
+    struct push p = mkpush("strava/foo", "master-2", 'b', NULL);
+    run(d, &p, 1);
+    CHECK_STR(state_of(d), "failed", "a lost answer whose deployment failed is no success");
+    CHECK(find_rep(REPORT_DEPLOYED) < 0, "never reported deployed");
+    deployer_free(d);
+}
+
+static void mutable_tag_rollback_pins_old_digest(void)
+{
+    const char *MT = "registry.example.com/strava/foo:master";
+    setup(MT, "strava/foo:master", 1);
+    F.fail_deploy = 1;
+    struct deployer *d = make("--rollback-on-failure");
+    struct push p = mkpush("strava/foo", "master", 'b', NULL);
+    run(d, &p, 1);
+    CHECK_STR(state_of(d), "rolled_back", "mutable tag: rolled back");
+    CHECK_STR(app_image(),
+              "registry.example.com/strava/foo:master@sha256:"
+              "0000000000000000000000000000000000000000000000000000000000000000",
+              "mutable tag: the rollback pins the digest that ran before");
+    deployer_free(d);
+}
+
+/* During our wait for the lock, an operator puts a hotfix image in. */
+static void op_hotfix(struct fake *f)
+{
+    (void)f;
+    set_image_now("registry.example.com/strava/foo:hotfix-7");
+    set_instances(1, 1);
+}
+
+static void rollback_target_is_what_ran_before_the_update(void)
+{
+    setup(M1, "strava/foo:master-*", 1);
+    other_lock(2000);
+    F.action_at = F.now + 1000;
+    F.action = op_hotfix;
+    F.fail_deploy = 1;
+    struct deployer *d = make("--rollback-on-failure");
+    struct push p = mkpush("strava/foo", "master-2", 'b', NULL);
+    run(d, &p, 1);
+    CHECK_STR(state_of(d), "rolled_back", "hotfix: rolled back");
+    CHECK_STR(app_image(), "registry.example.com/strava/foo:hotfix-7",
+              "the rollback puts back the hotfix that ran when our update went out");
+    deployer_free(d);
+}
+
+static void semver_lost_answer_is_followed(void)
+{
+    setup("registry.example.com/strava/api:1.1.0", "semver:strava/api:^1", 1);
+    F.patch_status[0] = 0;
+    F.n_patch_status = 1;
+    F.lost_applies = 1;
+    F.rollout_ms = 3000;
+    struct deployer *d = make("");
+    struct push p = mkpush("strava/api", "1.2.0", 'b', NULL);
+    run(d, &p, 1);
+    CHECK_STR(state_of(d), "succeeded", "semver: a landed update is not 'older than itself'");
+    CHECK(count("PATCH", "/") == 1, "semver lost answer: sent once");
+    deployer_free(d);
+}
+
 int main(void)
 {
     log_setup(LOG_ERROR, LOG_FORMAT_JSON);
@@ -988,6 +1106,12 @@ int main(void)
     protocol_5xx();
     rollback_refused();
     timeout_someone_elses();
+    duplicate_during_someone_elses_scale();
+    rollback_on_marathon_13();
+    lost_answer_landed_and_failed();
+    mutable_tag_rollback_pins_old_digest();
+    rollback_target_is_what_ran_before_the_update();
+    semver_lost_answer_is_followed();
     setup(M1, "x", 1); /* frees the model */
     cJSON_Delete(F.app);
     cJSON_Delete(F.tasks);
