@@ -27,22 +27,28 @@ static int64_t real_now(void *ctx)
     return follower_now_ms();
 }
 
+/* Waits on wake_cv (mu held) until the monotonic time until, or a broadcast. */
+static void wait_until(struct deployer *d, int64_t until)
+{
+    int64_t left = until - follower_now_ms();
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += left / 1000;
+    ts.tv_nsec += (left % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    pthread_cond_timedwait(&d->wake_cv, &d->mu, &ts);
+}
+
 static void real_sleep(void *ctx, long ms)
 {
     struct deployer *d = ctx;
     int64_t until = follower_now_ms() + ms;
     pthread_mutex_lock(&d->mu);
     while (!atomic_load(&d->stop) && follower_now_ms() < until) {
-        int64_t left = until - follower_now_ms();
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += left / 1000;
-        ts.tv_nsec += (left % 1000) * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
-        pthread_cond_timedwait(&d->wake_cv, &d->mu, &ts);
+        wait_until(d, until);
     }
     pthread_mutex_unlock(&d->mu);
 }
@@ -541,16 +547,7 @@ void deployer_stop(struct deployer *d, long grace_ms)
         log_info("waiting for running deployments before stopping", "grace", g, NULL);
     }
     while (d->inflight && follower_now_ms() < until) {
-        int64_t left = until - follower_now_ms();
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += left / 1000;
-        ts.tv_nsec += (left % 1000) * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
-        pthread_cond_timedwait(&d->wake_cv, &d->mu, &ts);
+        wait_until(d, until);
     }
     /* 3. Then stop following: what still runs is reported interrupted. */
     atomic_store(&d->stop, 1);
