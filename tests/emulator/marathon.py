@@ -463,15 +463,16 @@ CONFIG_KEYS = ("max_deployments", "deploy_seconds", "heartbeat_seconds", "marath
 BEHAVIOUR_MODES = ("succeed", "hang", "fail")
 
 
-class MarathonEmulator:
+class MarathonEmulator(httpbase.Owner):
+    log_name = "marathon-emu"
+
     def __init__(self, host="127.0.0.1", port=0, apps=None, http_credentials=None, token=None,
                  marathon_version="1.10", deploy_seconds=1.0, heartbeat_seconds=10.0,
                  max_deployments=100, redirect_to=None, quiet=True, log_stream=None,
                  list_delay_seconds=0.0):
         with _CREATED_LOCK:
             CREATED.append(self)
-        self.host = host
-        self.req_port = port
+        self._init_owner(host, port, quiet, threading.RLock())
         self.http_credentials = http_credentials
         self.token = token
         self.marathon_version = str(marathon_version)
@@ -483,10 +484,8 @@ class MarathonEmulator:
         # manager lists it); it holds the app's lock from the start all the same.
         self.list_delay_seconds = float(list_delay_seconds)
         self.redirect_to = redirect_to
-        self.quiet = quiet
         self.log_stream = log_stream or sys.stderr
         self.clock = Clock()
-        self.lock = threading.RLock()
         self.initial_apps = [copy.deepcopy(a) for a in (apps or [])]
         self.apps: dict[str, App] = {}
         self.deployments: dict[str, Deployment] = {}
@@ -509,63 +508,21 @@ class MarathonEmulator:
         self.refuse_status = 503
         self.req_seq = 0
         self.framework_id = str(uuid.uuid4()) + "-0000"
-        self.server = None
-        self._threads = []
-        self._conns = set()
         self._stopped_tasks = {}          # deployment id -> tasks of a removed app, killed when it ends
-        self._stopping = threading.Event()
         self._reset_state()
 
-    # ----------------------------------------------------------------- lifecycle
-    @property
-    def port(self):
-        return self.server.server_address[1]
-
-    @property
-    def url(self):
-        return "http://%s:%d" % (self.host, self.port)
-
+    # ----------------------------------------------------------------- lifecycle (the rest: httpbase.Owner)
     def start(self):
-        handler = type("Handler", (_Handler,), {"emu": self, "owner": self})
-        self.server = httpbase.Server((self.host, self.req_port), handler)
-        t = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                             name="marathon-http", daemon=True)
-        t.start()
+        self._serve(_Handler, "marathon-http", emu=self)
         e = threading.Thread(target=self._engine, name="marathon-engine", daemon=True)
         e.start()
-        self._threads = [t, e]
+        self._threads.append(e)
         self.log("listening on %s (Marathon %s mode)" % (self.url, self.marathon_version))
         return self
 
-    def stop(self):
-        self._stopping.set()
+    def _wake(self):
+        # The lock is an RLock, which nothing waits on: what blocks at stop is the event streams.
         self.cut_streams()
-        if self.server:
-            self.server.shutdown()
-            self.server.server_close()
-        with self.lock:
-            conns = list(self._conns)
-        for c in conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        for t in self._threads:
-            t.join(timeout=2)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-    def log(self, msg):
-        if not self.quiet:
-            try:
-                self.log_stream.write("[marathon-emu %s] %s\n" % (time.strftime("%H:%M:%S"), msg))
-                self.log_stream.flush()
-            except Exception:
-                pass
 
     # ----------------------------------------------------------------- state
     def _reset_state(self):

@@ -40,70 +40,26 @@ def _iso(t):
     return _dt.datetime.fromtimestamp(t, tz=_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class SlackSink:
+class SlackSink(httpbase.Owner):
+    log_name = "slack-sink"
+
     def __init__(self, host="127.0.0.1", port=0, print_messages=False, out=None, quiet=True):
-        self.host = host
-        self.req_port = port
+        self._init_owner(host, port, quiet)
         self.print_messages = print_messages
         self.out = out or sys.stdout
-        self.quiet = quiet
-        self.lock = threading.Condition()
         self.records: list[dict] = []
         self.failures: list[dict] = []     # queue of {"status","retry_after","body","mode","seconds","count"}
         self.seq = 0
-        self.server = None
-        self._thread = None
-        self._stopping = threading.Event()
-        self._conns = set()
 
-    # ------------------------------------------------------------ lifecycle
-    @property
-    def port(self):
-        return self.server.server_address[1]
-
-    @property
-    def url(self):
-        return "http://%s:%d" % (self.host, self.port)
-
+    # ------------------------------------------------------------ lifecycle (the rest: httpbase.Owner)
     @property
     def webhook_url(self):
         return self.url + "/services/T000/B000/XXXXXXXX"
 
     def start(self):
-        handler = type("SinkHandler", (_Handler,), {"sink": self, "owner": self})
-        self.server = httpbase.Server((self.host, self.req_port), handler)
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="slack-sink", daemon=True)
-        self._thread.start()
+        self._serve(_Handler, "slack-sink", sink=self)
         self.log("listening on %s" % self.url)
         return self
-
-    def stop(self):
-        self._stopping.set()
-        with self.lock:
-            self.lock.notify_all()
-            conns = list(self._conns)
-        if self.server:
-            self.server.shutdown()
-            self.server.server_close()
-        for c in conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        if self._thread:
-            self._thread.join(timeout=2)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-    def log(self, msg):
-        if not self.quiet:
-            sys.stderr.write("[slack-sink %s] %s\n" % (time.strftime("%H:%M:%S"), msg))
-            sys.stderr.flush()
 
     # ------------------------------------------------------------ API for in-process tests
     def fail_next(self, status=None, count=1, retry_after=None, body=None, mode=None, seconds=None):
