@@ -6,6 +6,7 @@
 #   make fuzz         run each libFuzzer target for FUZZ_SECONDS (default 30)
 #   make bench        run the benchmarks and print their tables
 #   make SANITIZE=1   the same with AddressSanitizer + UndefinedBehaviorSanitizer
+#   make TSAN=1       the same with ThreadSanitizer (build/tsan, bin/tsan/autodeployd)
 #   make WERROR=1     warnings are errors (CI sets this)
 
 VERSION  := 0.1.0
@@ -31,6 +32,15 @@ BUILD    := build/san
 BIN      := bin/san/autodeployd
 CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS  += -fsanitize=address,undefined
+endif
+ifeq ($(TSAN),1)
+ifeq ($(SANITIZE),1)
+$(error TSAN=1 and SANITIZE=1 cannot be combined: ThreadSanitizer and AddressSanitizer exclude each other)
+endif
+BUILD    := build/tsan
+BIN      := bin/tsan/autodeployd
+CFLAGS   += -fsanitize=thread -fno-omit-frame-pointer
+LDFLAGS  += -fsanitize=thread
 endif
 
 SRCS     := $(wildcard src/*.c)
@@ -65,8 +75,9 @@ $(BUILD)/bench/%: tests/bench/%.c $(LIBOBJS)
 
 unit-bins: $(UNIT_BINS)
 
-# The test command of the README (and of CI): set-up, build (plain, ASan+UBSan, fuzzers),
-# then every phase of tests/run.sh. QUICK=1: unit and integration tests of the plain build.
+# The test command of the README (and of CI): set-up, build (plain, ASan+UBSan,
+# ThreadSanitizer, fuzzers), then every phase of tests/run.sh. QUICK=1: unit and integration
+# tests of the plain build.
 test:
 	sh tests/deps.sh
 	$(MAKE) all unit-bins
@@ -74,6 +85,7 @@ ifeq ($(QUICK),1)
 	sh tests/run.sh --quick
 else
 	$(MAKE) SANITIZE=1 all unit-bins
+	$(MAKE) TSAN=1 all unit-bins
 	$(MAKE) fuzz-bins
 	sh tests/run.sh
 endif

@@ -10,6 +10,7 @@
 
 #include "buf.h"
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 /* Once in main, before any thread uses the client; and its pair at the very end. */
@@ -51,11 +52,12 @@ struct httpc_resp {
 int httpc_do(const struct httpc_req *req, struct httpc_resp *resp);
 
 /* Streams the body of a GET (Server-Sent Events): on_data is called for each chunk as it
- * arrives, until the peer closes, an error, or *stop becomes nonzero (checked at least every
- * 500 ms). Returns 0 when the stream ended normally or was stopped, -1 on error. For a status
- * other than 2xx the body is kept in resp->body instead and on_data is not called. */
+ * arrives, until the peer closes, an error, or another thread sets *stop to nonzero (checked
+ * on each chunk and about once a second while the peer is silent). Returns 0 when the stream
+ * ended normally or was stopped, -1 on error. For a status other than 2xx the body is kept in
+ * resp->body instead and on_data is not called. */
 int httpc_stream(const struct httpc_req *req, void (*on_data)(const char *p, size_t n, void *ctx),
-                 void *ctx, volatile int *stop, struct httpc_resp *resp);
+                 void *ctx, const atomic_int *stop, struct httpc_resp *resp);
 
 void httpc_resp_free(struct httpc_resp *resp);
 

@@ -26,10 +26,11 @@ void marathon_free(struct marathon *m);
 int marathon_request(struct marathon *m, const char *method, const char *path, const char *body,
                      struct httpc_resp *resp);
 
-/* Like marathon_request, for GET /v2/events: streams until *stop or the connection ends. */
+/* Like marathon_request, for GET /v2/events: streams until another thread sets *stop or the
+ * connection ends. */
 int marathon_stream(struct marathon *m, const char *path,
                     void (*on_data)(const char *p, size_t n, void *ctx), void *ctx,
-                    volatile int *stop, struct httpc_resp *resp);
+                    const atomic_int *stop, struct httpc_resp *resp);
 
 /* Builds "/v2/apps?label=<selector>" for apps that have the label, escaping the label name as
  * Marathon's selector grammar and URLs require. */

@@ -2,8 +2,9 @@
  * follow.c: the event-stream follower (see follow.h).
  *
  * Watches and recently finished deployments live in small fixed tables under one mutex; a
- * condition variable wakes waiters whenever anything is settled. The stream thread only
- * parses and records: it never calls back into the deployer.
+ * condition variable wakes waiters whenever anything is settled, and wakes the stream thread
+ * from its reconnection back-off when the follower stops. The stream thread only parses and
+ * records: it never calls back into the deployer.
  */
 #include "follow.h"
 
@@ -13,6 +14,7 @@
 
 #include <cjson/cJSON.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +42,7 @@ struct follower {
     struct marathon *m;
     pthread_t thread;
     int started;
-    volatile int stop;
+    atomic_int stop; /* set once by follower_free; also read by libcurl's progress callback */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int connected;
@@ -65,6 +67,7 @@ struct follower *follower_new(struct marathon *m)
     struct follower *f = calloc(1, sizeof *f);
     if (!f) return NULL;
     f->m = m;
+    atomic_init(&f->stop, 0);
     pthread_mutex_init(&f->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -76,6 +79,13 @@ struct follower *follower_new(struct marathon *m)
                     "1 while the Marathon event stream is attached.");
     metrics_set("autodeploy_event_stream_connected", NULL, NULL, 0);
     return f;
+}
+
+/* The absolute CLOCK_MONOTONIC time of ms (a follower_now_ms value), for timed waits. */
+static struct timespec mono_timespec(int64_t ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
+    return ts;
 }
 
 static struct watch *find_watch(struct follower *f, int id)
@@ -195,21 +205,22 @@ static void set_disconnected(struct follower *f)
     if (was) log_warn("Marathon event stream lost; polling deployments until it is back", NULL);
 }
 
-/* Sleeps up to ms, waking early on stop. */
+/* Sleeps up to ms, waking at once when follower_free sets stop (it broadcasts under mu). */
 static void nap(struct follower *f, long ms)
 {
     int64_t until = follower_now_ms() + ms;
-    while (!f->stop && follower_now_ms() < until) {
-        struct timespec ts = {0, 50 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
+    struct timespec ts = mono_timespec(until);
+    pthread_mutex_lock(&f->mu);
+    while (!atomic_load(&f->stop) && follower_now_ms() < until)
+        pthread_cond_timedwait(&f->cv, &f->mu, &ts);
+    pthread_mutex_unlock(&f->mu);
 }
 
 static void *stream_main(void *arg)
 {
     struct follower *f = arg;
     long backoff = 500;
-    while (!f->stop) {
+    while (!atomic_load(&f->stop)) {
         struct httpc_resp resp;
         sse_reset(&f->sse);
         int64_t began = follower_now_ms();
@@ -217,7 +228,7 @@ static void *stream_main(void *arg)
                         "/v2/events?event_type=event_stream_attached&event_type=deployment_success"
                         "&event_type=deployment_failed&event_type=status_update_event",
                         on_bytes, f, &f->stop, &resp);
-        if (!f->stop) {
+        if (!atomic_load(&f->stop)) {
             char why[300];
             if (resp.status >= 300)
                 marathon_error_text(&resp, why, sizeof why);
@@ -244,11 +255,13 @@ int follower_start(struct follower *f)
 void follower_free(struct follower *f)
 {
     if (!f) return;
-    f->stop = 1;
-    if (f->started) pthread_join(f->thread, NULL);
+    /* Set before the broadcast, which is under mu: a thread that found stop clear under mu is
+     * already waiting when the broadcast comes, so no wake-up is lost. */
+    atomic_store(&f->stop, 1);
     pthread_mutex_lock(&f->mu);
     pthread_cond_broadcast(&f->cv);
     pthread_mutex_unlock(&f->mu);
+    if (f->started) pthread_join(f->thread, NULL);
     sse_free(&f->sse);
     pthread_cond_destroy(&f->cv);
     pthread_mutex_destroy(&f->mu);
@@ -313,20 +326,10 @@ enum follow_outcome follower_wait(struct follower *f, int id, int64_t deadline_m
     if (until > deadline_ms) until = deadline_ms;
     pthread_mutex_lock(&f->mu);
     struct watch *w = find_watch(f, id);
-    while (w && w->outcome == FOLLOW_PENDING && !f->stop && !f->interrupted &&
-           follower_now_ms() < until) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        int64_t left = until - follower_now_ms();
-        if (left <= 0) break;
-        ts.tv_sec += left / 1000;
-        ts.tv_nsec += (left % 1000) * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
+    struct timespec ts = mono_timespec(until);
+    while (w && w->outcome == FOLLOW_PENDING && !atomic_load(&f->stop) && !f->interrupted &&
+           follower_now_ms() < until)
         pthread_cond_timedwait(&f->cv, &f->mu, &ts);
-    }
     enum follow_outcome o = w ? w->outcome : FOLLOW_PENDING;
     if (w) {
         copy(reason, reason_len, w->reason);

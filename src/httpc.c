@@ -59,7 +59,7 @@ struct sink {
     struct httpc_resp *resp;
     void (*on_data)(const char *p, size_t n, void *ctx);
     void *ctx;
-    volatile int *stop;
+    const atomic_int *stop; /* set by another thread to end a stream */
     int overflow;
     int (*abandon)(void *ctx);
     void *abandon_ctx;
@@ -114,6 +114,11 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
+static int stopped(const struct sink *s)
+{
+    return s->stop && atomic_load(s->stop);
+}
+
 static int on_progress(void *userdata, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
 {
     (void)dt;
@@ -121,7 +126,7 @@ static int on_progress(void *userdata, curl_off_t dt, curl_off_t dn, curl_off_t 
     (void)ut;
     (void)un;
     struct sink *s = userdata;
-    if (s->stop && *s->stop) return 1;
+    if (stopped(s)) return 1;
     if (s->abandon && s->abandon(s->abandon_ctx)) {
         s->abandoned = 1;
         return 1;
@@ -212,7 +217,7 @@ static int perform(const struct httpc_req *req, struct httpc_resp *resp, struct 
     curl_slist_free_all(hdrs);
     /* Reset drops the pointers to this call's buffers; the connection cache survives. */
     curl_easy_reset(h);
-    if (rc == CURLE_ABORTED_BY_CALLBACK && s->stop && *s->stop) return 0;
+    if (rc == CURLE_ABORTED_BY_CALLBACK && stopped(s)) return 0;
     if (rc == CURLE_ABORTED_BY_CALLBACK && s->abandoned) {
         snprintf(resp->err, sizeof resp->err, "abandoned");
         resp->status = 0;
@@ -234,7 +239,7 @@ int httpc_do(const struct httpc_req *req, struct httpc_resp *resp)
 }
 
 int httpc_stream(const struct httpc_req *req, void (*on_data)(const char *p, size_t n, void *ctx),
-                 void *ctx, volatile int *stop, struct httpc_resp *resp)
+                 void *ctx, const atomic_int *stop, struct httpc_resp *resp)
 {
     struct sink s = {.resp = resp, .on_data = on_data, .ctx = ctx, .stop = stop};
     return perform(req, resp, &s, 1);

@@ -1,31 +1,33 @@
 /*
  * log.c: structured records on stderr. Each record is built whole in memory and written with
- * one call under the stream lock, so lines from concurrent threads never interleave.
+ * one call under the stream lock, so lines from concurrent threads never interleave. The level,
+ * the format and the stream are atomics: a reload changes them while other threads log.
  */
 #include "log.h"
 
 #include "buf.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 
-static volatile int log_level_cur = LOG_INFO;
-static volatile int log_format_cur = LOG_FORMAT_JSON;
-static FILE *log_stream;
+static atomic_int log_level_cur = LOG_INFO;
+static atomic_int log_format_cur = LOG_FORMAT_JSON;
+static _Atomic(FILE *) log_stream;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
 void log_setup(enum log_level level, enum log_format format)
 {
-    log_level_cur = (int)level;
-    log_format_cur = (int)format;
+    atomic_store(&log_level_cur, (int)level);
+    atomic_store(&log_format_cur, (int)format);
 }
 
 void log_set_stream(FILE *f)
 {
-    log_stream = f;
+    atomic_store(&log_stream, f);
 }
 
 int log_level_parse(const char *s)
@@ -48,7 +50,7 @@ int log_format_parse(const char *s)
 
 int log_enabled(enum log_level level)
 {
-    return (int)level >= log_level_cur;
+    return (int)level >= atomic_load(&log_level_cur);
 }
 
 /* Text values are quoted when they hold spaces, quotes or '=' so that key=value stays parseable. */
@@ -74,7 +76,7 @@ static void log_vwrite(enum log_level level, const char *msg, va_list ap)
     size_t tl = strftime(tbuf, sizeof tbuf, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(tbuf + tl, sizeof tbuf - tl, ".%03ldZ", ts.tv_nsec / 1000000L);
 
-    int json = log_format_cur == LOG_FORMAT_JSON;
+    int json = atomic_load(&log_format_cur) == LOG_FORMAT_JSON;
     if (json) {
         buf_printf(&b, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":", tbuf, level_names[level]);
         buf_add_json_string(&b, msg);
@@ -100,7 +102,8 @@ static void log_vwrite(enum log_level level, const char *msg, va_list ap)
     if (json) buf_add(&b, "}", 1);
     buf_add(&b, "\n", 1);
 
-    FILE *f = log_stream ? log_stream : stderr;
+    FILE *f = atomic_load(&log_stream);
+    if (!f) f = stderr;
     if (b.data) {
         flockfile(f);
         fwrite(b.data, 1, b.len, f);

@@ -5,6 +5,10 @@
  * queue, Slack, Marathon (client, event follower, deployer), the HTTP server; then wait for a
  * signal. Shutdown runs the other way: stop accepting, stop the deployer (running deployments
  * get a bounded grace), stop following, flush Slack, free.
+ *
+ * SIGTERM, SIGINT and SIGHUP are blocked before the first thread starts, so every thread
+ * inherits the block and only the main thread takes them, inside sigsuspend: the handlers set
+ * flags, and the main loop sleeps until a signal comes instead of polling those flags.
  */
 #include "buf.h"
 #include "config.h"
@@ -27,7 +31,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 extern char **environ;
 
@@ -250,6 +253,17 @@ int main(int argc, char **argv)
     sigaction(SIGHUP, &sa, NULL);
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
+    /* Blocked from here on, in this thread and every thread it starts; wait_mask is the mask
+     * that lets them in, for sigsuspend (see the top of the file). */
+    sigset_t handled, wait_mask;
+    sigemptyset(&handled);
+    sigaddset(&handled, SIGTERM);
+    sigaddset(&handled, SIGINT);
+    sigaddset(&handled, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &handled, &wait_mask);
+    sigdelset(&wait_mask, SIGTERM);
+    sigdelset(&wait_mask, SIGINT);
+    sigdelset(&wait_mask, SIGHUP);
 
     q = pushq_new((size_t)cfg.queue_size, (size_t)cfg.dedup_size, (size_t)cfg.recent_pushes);
     if (!q) {
@@ -329,14 +343,17 @@ int main(int argc, char **argv)
         log_warn("no --marathon-url set: pushes are recorded and announced, nothing is deployed",
                  NULL);
 
+    /* The flags are read while the signals are blocked; sigsuspend lets them in and returns
+     * once a handler has run, so a signal that comes between the check and the wait is not
+     * lost. */
     while (!stop_requested) {
-        struct timespec ts = {0, 100 * 1000 * 1000};
-        nanosleep(&ts, NULL);
         if (reload_requested) {
             reload_requested = 0;
             struct config *n = reload(argc, argv, &cfg, &retired);
             if (n) config_publish(n);
+            continue;
         }
+        sigsuspend(&wait_mask);
     }
     char grace[32];
     snprintf(grace, sizeof grace, "%ldms", config_live()->shutdown_grace_ms);

@@ -134,7 +134,7 @@ int marathon_reachable(struct marathon *m, char *why, size_t len)
 
 static int request(struct marathon *m, const char *method, const char *path, const char *body,
                    struct httpc_resp *resp, int streaming,
-                   void (*on_data)(const char *, size_t, void *), void *ctx, volatile int *stop)
+                   void (*on_data)(const char *, size_t, void *), void *ctx, const atomic_int *stop)
 {
     pthread_mutex_lock(&m->mu);
     int start = m->current;
@@ -173,7 +173,7 @@ static int request(struct marathon *m, const char *method, const char *path, con
             if (resp->status >= 400) count_error(resp->status);
             return streaming ? rc : 0;
         }
-        if (stop && *stop) return 0;
+        if (stop && atomic_load(stop)) return 0;
         count_error(0);
         /* Warn when Marathon becomes unreachable and then every 30 s, not at every retry. */
         struct timespec ts;
@@ -202,7 +202,7 @@ int marathon_request(struct marathon *m, const char *method, const char *path, c
 
 int marathon_stream(struct marathon *m, const char *path,
                     void (*on_data)(const char *p, size_t n, void *ctx), void *ctx,
-                    volatile int *stop, struct httpc_resp *resp)
+                    const atomic_int *stop, struct httpc_resp *resp)
 {
     return request(m, "GET", path, NULL, resp, 1, on_data, ctx, stop);
 }

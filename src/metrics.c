@@ -6,6 +6,7 @@
 #include "metrics.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -40,7 +41,7 @@ struct series {
     char label[32];
     char value[64];
     double v;
-    unsigned long long fast; /* increments through metrics_counter_inc (atomic) */
+    _Atomic(unsigned long long) fast; /* metrics_counter_inc's increments, without mu */
 };
 
 struct metrics_counter {
@@ -104,7 +105,7 @@ static struct series *series_get(const char *name, const char *label, const char
     snprintf(s->label, sizeof s->label, "%s", label);
     snprintf(s->value, sizeof s->value, "%s", value);
     s->v = 0;
-    s->fast = 0;
+    atomic_store_explicit(&s->fast, 0, memory_order_relaxed);
     return s;
 }
 
@@ -127,7 +128,7 @@ struct metrics_counter *metrics_counter(const char *name, const char *label, con
 
 void metrics_counter_inc(struct metrics_counter *c, unsigned long long n)
 {
-    if (c) __atomic_add_fetch(&c->s.fast, n, __ATOMIC_RELAXED);
+    if (c) atomic_fetch_add_explicit(&c->s.fast, n, memory_order_relaxed);
 }
 
 void metrics_set(const char *name, const char *label, const char *value, double v)
@@ -136,7 +137,7 @@ void metrics_set(const char *name, const char *label, const char *value, double 
     struct series *s = series_get(name, label, value, 1);
     if (s) {
         s->v = v;
-        __atomic_store_n(&s->fast, 0, __ATOMIC_RELAXED);
+        atomic_store_explicit(&s->fast, 0, memory_order_relaxed);
     }
     pthread_mutex_unlock(&mu);
 }
@@ -145,7 +146,7 @@ double metrics_get(const char *name, const char *label, const char *value)
 {
     pthread_mutex_lock(&mu);
     struct series *s = series_get(name, label, value, 0);
-    double v = s ? s->v + (double)__atomic_load_n(&s->fast, __ATOMIC_RELAXED) : 0;
+    double v = s ? s->v + (double)atomic_load_explicit(&s->fast, memory_order_relaxed) : 0;
     pthread_mutex_unlock(&mu);
     return v;
 }
@@ -230,7 +231,7 @@ int metrics_render(struct buf *b)
                 rc |= buf_adds(b, "\"}");
             }
             rc |= buf_printf(b, " %.17g\n",
-                             s->v + (double)__atomic_load_n(&s->fast, __ATOMIC_RELAXED));
+                             s->v + (double)atomic_load_explicit(&s->fast, memory_order_relaxed));
         }
     }
     pthread_mutex_unlock(&mu);

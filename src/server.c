@@ -27,6 +27,7 @@
 #include <netdb.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,8 +44,8 @@
 struct conn {
     struct conn *prev, *next;
     int fd;
-    int suspended;    /* waiting for a plan thread: no deadline */
-    int64_t since_ms; /* opened, or previous answer sent (monotonic; atomic) */
+    int suspended;             /* waiting for a plan thread: no deadline */
+    _Atomic(int64_t) since_ms; /* opened, or previous answer sent (monotonic) */
 };
 
 struct server {
@@ -52,13 +53,15 @@ struct server {
     struct pushq *q;
     struct deployer *d;
     int port;
-    int plans; /* plan threads running; at most MAX_PLANS (atomic) */
 
-    /* Request deadlines (see the top of the file). */
+    /* Request deadlines (see the top of the file), and the plan threads. */
     int64_t timeout_ms;
     pthread_mutex_t lock;
-    pthread_cond_t wake;
-    struct conn *conns; /* ordered by nothing; a few hundred at most */
+    pthread_cond_t wake;       /* the reaper: a new deadline, or stop */
+    pthread_cond_t plans_done; /* server_stop: the last plan thread has ended */
+    int plans;                 /* plan threads running; at most MAX_PLANS; under lock */
+    int closing;               /* server_stop has begun: no new plan thread; under lock */
+    struct conn *conns;        /* ordered by nothing; a few hundred at most */
     int stopping;
     int reaper_started;
     pthread_t reaper;
@@ -102,7 +105,7 @@ static const struct {
 struct req {
     struct buf body; /* webhook: the body so far; plan: the answer */
     int is_plan;
-    volatile int plan_status; /* 0 until the plan thread is done */
+    atomic_int plan_status; /* 0 until the plan thread is done; then body is the answer */
     struct server *s;
     struct MHD_Connection *c;
     char image[640];
@@ -122,7 +125,7 @@ static void conn_set_suspended(struct server *s, struct MHD_Connection *c, int s
     if (!k) return;
     pthread_mutex_lock(&s->lock);
     k->suspended = suspended;
-    __atomic_store_n(&k->since_ms, follower_now_ms(), __ATOMIC_RELAXED);
+    atomic_store(&k->since_ms, follower_now_ms());
     if (!suspended) pthread_cond_signal(&s->wake);
     pthread_mutex_unlock(&s->lock);
 }
@@ -141,7 +144,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
             return;
         }
         k->fd = ci->connect_fd;
-        k->since_ms = follower_now_ms();
+        atomic_init(&k->since_ms, follower_now_ms());
         pthread_mutex_lock(&s->lock);
         k->next = s->conns;
         if (s->conns) s->conns->prev = k;
@@ -174,7 +177,7 @@ static void *reaper_main(void *arg)
         unsigned long n = 0;
         for (struct conn *k = s->conns; k; k = k->next) {
             if (k->suspended || k->fd < 0) continue;
-            int64_t deadline = __atomic_load_n(&k->since_ms, __ATOMIC_RELAXED) + s->timeout_ms;
+            int64_t deadline = atomic_load(&k->since_ms) + s->timeout_ms;
             if (deadline <= now) {
                 shutdown(k->fd, SHUT_RDWR); /* the socket stays open until MHD closes it */
                 k->fd = -1;
@@ -247,7 +250,7 @@ static enum MHD_Result respond(struct MHD_Connection *c, int status, const char 
     MHD_destroy_response(r);
     /* The request is in: the client now has a whole --http-timeout to read the answer. */
     struct conn *k = conn_of(c);
-    if (k) __atomic_store_n(&k->since_ms, follower_now_ms(), __ATOMIC_RELAXED);
+    if (k) atomic_store(&k->since_ms, follower_now_ms());
     return ret;
 }
 
@@ -268,14 +271,14 @@ static enum MHD_Result respond_error(struct MHD_Connection *c, int status, const
 static void count_webhook(int status)
 {
     /* One handle per status code, found on first use (a race finds the same series twice). */
-    static struct metrics_counter *by_code[600];
+    static _Atomic(struct metrics_counter *) by_code[600];
     if (status < 100 || status > 599) return;
-    struct metrics_counter *c = __atomic_load_n(&by_code[status], __ATOMIC_ACQUIRE);
+    struct metrics_counter *c = atomic_load(&by_code[status]);
     if (!c) {
         char code[8];
         snprintf(code, sizeof code, "%d", status);
         c = metrics_counter("autodeploy_webhook_requests_total", "code", code);
-        __atomic_store_n(&by_code[status], c, __ATOMIC_RELEASE);
+        atomic_store(&by_code[status], c);
     }
     metrics_counter_inc(c, 1);
 }
@@ -412,6 +415,14 @@ static enum MHD_Result serve_small(struct server *s, struct MHD_Connection *c, e
     return ret;
 }
 
+/* A plan thread has ended (or never started): server_stop may be waiting for the last one. */
+static void plan_done(struct server *s)
+{
+    pthread_mutex_lock(&s->lock);
+    if (--s->plans == 0) pthread_cond_broadcast(&s->plans_done);
+    pthread_mutex_unlock(&s->lock);
+}
+
 /* The plan reads Marathon: it runs on its own thread so that no HTTP server thread (which
  * also serve the registry's webhook) ever waits for Marathon. */
 static void *plan_main(void *arg)
@@ -419,9 +430,9 @@ static void *plan_main(void *arg)
     struct req *rq = arg;
     struct server *s = rq->s;
     int st = deployer_plan_json(s->d, rq->image[0] ? rq->image : NULL, &rq->body);
-    __atomic_store_n(&rq->plan_status, st, __ATOMIC_RELEASE);
-    MHD_resume_connection(rq->c);
-    __atomic_sub_fetch(&s->plans, 1, __ATOMIC_ACQ_REL);
+    atomic_store(&rq->plan_status, st); /* publishes rq->body to the server thread */
+    MHD_resume_connection(rq->c);       /* from here on rq belongs to the server thread */
+    plan_done(s);
     return NULL;
 }
 
@@ -429,11 +440,14 @@ static void *plan_main(void *arg)
 static enum MHD_Result start_plan(struct server *s, struct MHD_Connection *c, void **con_cls)
 {
     if (!s->d) return respond_error(c, 503, "no --marathon-url configured", NULL, NULL);
-    if (__atomic_add_fetch(&s->plans, 1, __ATOMIC_ACQ_REL) > MAX_PLANS) {
-        __atomic_sub_fetch(&s->plans, 1, __ATOMIC_ACQ_REL);
+    pthread_mutex_lock(&s->lock);
+    int closing = s->closing, busy = s->plans >= MAX_PLANS;
+    if (!closing && !busy) s->plans++;
+    pthread_mutex_unlock(&s->lock);
+    if (closing) return respond_error(c, 503, "autodeployd is stopping", NULL, NULL);
+    if (busy)
         return respond_error(c, 429, "plans are being computed; retry in a moment", "Retry-After",
                              "1");
-    }
     struct req *rq = calloc(1, sizeof *rq);
     pthread_t t;
     pthread_attr_t attr;
@@ -441,6 +455,7 @@ static enum MHD_Result start_plan(struct server *s, struct MHD_Connection *c, vo
     const char *image = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "image");
     snprintf(rq->image, sizeof rq->image, "%s", image ? image : "");
     buf_init(&rq->body, 16 * 1024 * 1024);
+    atomic_init(&rq->plan_status, 0);
     rq->is_plan = 1;
     rq->s = s;
     rq->c = c;
@@ -454,12 +469,12 @@ static enum MHD_Result start_plan(struct server *s, struct MHD_Connection *c, vo
     if (rc == 0) return MHD_YES;
     MHD_resume_connection(c);
     conn_set_suspended(s, c, 0);
-    rq->plan_status = 500; /* answered on resume */
     buf_adds(&rq->body, "{\"error\":\"cannot start the plan\"}");
-    __atomic_sub_fetch(&s->plans, 1, __ATOMIC_ACQ_REL);
+    atomic_store(&rq->plan_status, 500); /* answered on resume */
+    plan_done(s);
     return MHD_YES;
 fail:
-    __atomic_sub_fetch(&s->plans, 1, __ATOMIC_ACQ_REL);
+    plan_done(s);
     return MHD_NO;
 }
 
@@ -473,7 +488,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
     if (rq && rq->is_plan) { /* resumed: the plan thread is done */
         conn_set_suspended(s, c, 0);
-        int st = __atomic_load_n(&rq->plan_status, __ATOMIC_ACQUIRE);
+        int st = atomic_load(&rq->plan_status);
         return respond(c, st ? st : 500, "application/json", &rq->body, NULL, NULL);
     }
     if (rq) { /* body chunk, or the end of a webhook request */
@@ -537,7 +552,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     struct conn *k = conn_of(c);
     if (k) /* the next request on this connection has its own deadline (the reaper reads it
             * under the list lock, which keeps k alive; no need to take that lock here) */
-        __atomic_store_n(&k->since_ms, follower_now_ms(), __ATOMIC_RELAXED);
+        atomic_store(&k->since_ms, follower_now_ms());
     struct req *rq = *con_cls;
     if (!rq) return;
     buf_free(&rq->body);
@@ -620,6 +635,7 @@ struct server *server_start(const struct config *cfg, struct pushq *q, struct de
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         pthread_cond_init(&s->wake, &ca);
+        pthread_cond_init(&s->plans_done, &ca);
         pthread_condattr_destroy(&ca);
     }
     metrics_declare("autodeploy_webhook_requests_total", "counter",
@@ -660,6 +676,7 @@ fail:
     freeaddrinfo(ai);
     if (s) {
         stop_reaper(s);
+        pthread_cond_destroy(&s->plans_done);
         pthread_cond_destroy(&s->wake);
         pthread_mutex_destroy(&s->lock);
     }
@@ -676,13 +693,15 @@ void server_stop(struct server *s)
 {
     if (!s) return;
     /* A suspended connection must be resumed before the daemon stops: let running plans end
-     * (each is one Marathon request, bounded by --marathon-timeout). */
-    while (__atomic_load_n(&s->plans, __ATOMIC_ACQUIRE) > 0) {
-        struct timespec ts = {0, 10 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
+     * (each is one Marathon request, bounded by --marathon-timeout, so no deadline here). */
+    pthread_mutex_lock(&s->lock);
+    s->closing = 1;
+    while (s->plans > 0)
+        pthread_cond_wait(&s->plans_done, &s->lock);
+    pthread_mutex_unlock(&s->lock);
     if (s->mhd) MHD_stop_daemon(s->mhd); /* closes every connection: the list is empty */
     stop_reaper(s);
+    pthread_cond_destroy(&s->plans_done);
     pthread_cond_destroy(&s->wake);
     pthread_mutex_destroy(&s->lock);
     free(s);

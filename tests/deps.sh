@@ -4,7 +4,8 @@
 set -eu
 
 PKGS="build-essential pkg-config libmicrohttpd-dev libcurl4-openssl-dev libcjson-dev libpcre2-dev
-      curl ca-certificates python3 python3-pytest docker-registry skopeo clang clang-format valgrind wrk"
+      curl ca-certificates python3 python3-pytest python3-pytest-xdist docker-registry skopeo clang
+      clang-format valgrind wrk"
 [ $# -gt 0 ] && PKGS="$*"
 
 missing=""

@@ -7,13 +7,22 @@
 #   1. C unit tests (build/tests/*)
 #   2. the same under valgrind memcheck: zero errors, zero definite leaks   (not with --quick)
 #   3. the same built with ASan+UBSan (build/san/tests/*)                   (not with --quick)
-#   4. integration tests (pytest) against the ASan+UBSan daemon (bin/san/autodeployd); with
+#   4. the same built with ThreadSanitizer (build/tsan/tests/*)              (not with --quick)
+#   5. integration tests (pytest) against the ASan+UBSan daemon (bin/san/autodeployd); with
 #      --quick against bin/autodeployd. A sanitizer report in any daemon log fails its test.
-#   5. one end-to-end scenario with the daemon under valgrind memcheck       (not with --quick)
-#   6. each libFuzzer target for FUZZ_SECONDS (default 30)                   (not with --quick)
+#   6. the integration tests but the demo against the ThreadSanitizer daemon
+#      (bin/tsan/autodeployd); a report fails its test, and the phase      (not with --quick)
+#   7. one end-to-end scenario with the daemon under valgrind memcheck       (not with --quick)
+#   8. each libFuzzer target for FUZZ_SECONDS (default 30), FUZZ_JOBS at a time (default 2)
+#                                                                            (not with --quick)
 # Exits non-zero when anything failed or a phase could not run.
+#
+# The integration tests spend most of their time waiting (deploy timeouts, back-offs, grace
+# periods), not computing, so with pytest-xdist they run in PYTEST_JOBS processes (default 2;
+# 1: one process). Each test starts its own daemon and peers on ephemeral ports in its own
+# temporary directory, so tests do not share state.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 quick=0
 unit_only=0
@@ -28,7 +37,22 @@ passed=0
 failed=0
 status=0
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+work=$(mktemp -d)
+trap 'rm -rf "$log" "$work"' EXIT
+
+# ThreadSanitizer: report every race and go on (a report fails the test through the daemon's
+# log, and the process exit status 66); tests/tsan.supp only holds races inside the
+# uninstrumented libraries.
+TSAN_OPTIONS="halt_on_error=0 second_deadlock_stack=1 suppressions=$(pwd)/tests/tsan.supp"
+export TSAN_OPTIONS
+
+jobs=${PYTEST_JOBS:-2}
+xdist=""
+if [ "$jobs" -gt 1 ] && /usr/bin/python3 -c 'import xdist' 2>/dev/null; then
+    xdist="-n $jobs"
+elif [ "$jobs" -gt 1 ]; then
+    echo "pytest-xdist is missing (sh tests/deps.sh installs it): integration tests run in one process"
+fi
 
 counts() { # adds "N passed ... M failed" of the last such line of $log; false if none
     line=$(grep -E '[0-9]+ (passed|failed)' "$log" | tail -n 1)
@@ -77,14 +101,17 @@ if [ $quick -eq 0 ] && [ $unit_only -eq 0 ]; then
         --errors-for-leak-kinds=definite --show-leak-kinds=definite
     echo "== unit tests with ASan+UBSan"
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 unit_phase build/san
+    echo "== unit tests with ThreadSanitizer"
+    unit_phase build/tsan
 fi
 
 if [ $unit_only -eq 0 ]; then
     daemon=bin/san/autodeployd
     [ $quick -eq 1 ] && daemon=bin/autodeployd
     echo "== integration tests (daemon: $daemon)"
+    # shellcheck disable=SC2086
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-        AUTODEPLOYD="$(pwd)/$daemon" /usr/bin/python3 -m pytest -q -p no:cacheprovider \
+        AUTODEPLOYD="$(pwd)/$daemon" /usr/bin/python3 -m pytest -q -p no:cacheprovider $xdist \
         tests/integration tests/emulator >"$log" 2>&1
     rc=$?
     tail -n 40 "$log"
@@ -95,6 +122,27 @@ if [ $unit_only -eq 0 ]; then
     [ $rc -eq 0 ] || status=1
 
     if [ $quick -eq 0 ]; then
+        # Not the scripted demo: its daemon logs into the demo's own temporary directory, which
+        # the demo removes, and its exit status is not checked, so no report there could fail.
+        echo "== integration tests under ThreadSanitizer (daemon: bin/tsan/autodeployd)"
+        # shellcheck disable=SC2086
+        AUTODEPLOYD="$(pwd)/bin/tsan/autodeployd" /usr/bin/python3 -m pytest -q \
+            -p no:cacheprovider $xdist --basetemp="$work/tsan" \
+            --ignore=tests/integration/test_demo.py tests/integration >"$log" 2>&1
+        rc=$?
+        tail -n 40 "$log"
+        if ! counts; then
+            echo "pytest produced no summary (exit $rc)"
+            failed=$((failed + 1))
+        fi
+        [ $rc -eq 0 ] || status=1
+        # pytest names the log a report is in; this says where the races are, one line per
+        # place, and counts one more failure if any daemon log of the run holds a report.
+        reports=$(grep -rl --include='*.log' 'WARNING: ThreadSanitizer' "$work/tsan" 2>/dev/null)
+        [ -z "$reports" ] || grep -rh --include='*.log' '^SUMMARY: ThreadSanitizer' "$work/tsan" |
+            sort | uniq -c | sort -rn | head -n 20
+        one "no ThreadSanitizer report in any daemon log" "$([ -z "$reports" ] && echo 0 || echo 1)"
+
         echo "== end-to-end scenarios and the webhook surface, release build under valgrind memcheck"
         AUTODEPLOYD_WRAPPER="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite" \
             AUTODEPLOYD="$(pwd)/bin/autodeployd" /usr/bin/python3 -m pytest -q -p no:cacheprovider \
@@ -108,13 +156,26 @@ if [ $unit_only -eq 0 ]; then
         counts || failed=$((failed + 1))
         [ $rc -eq 0 ] || status=1
 
-        echo "== fuzzing (${FUZZ_SECONDS:-30}s per target)"
-        for f in build/fuzz/fuzz_*; do
-            [ -x "$f" ] || continue
-            sh tests/fuzz/run.sh "${FUZZ_SECONDS:-30}" "$f" >"$log" 2>&1
-            rc=$?
-            tail -n 2 "$log"
-            one "fuzz $(basename "$f")" $rc
+        # A fuzzer keeps one core busy: FUZZ_JOBS targets (default 2) run side by side, each
+        # for the whole FUZZ_SECONDS, and their results are read in order.
+        echo "== fuzzing (${FUZZ_SECONDS:-30}s per target, ${FUZZ_JOBS:-2} at a time)"
+        running=""
+        for f in build/fuzz/fuzz_* ""; do
+            if [ -n "$f" ]; then
+                [ -x "$f" ] || continue
+                sh tests/fuzz/run.sh "${FUZZ_SECONDS:-30}" "$f" >"$work/$(basename "$f").out" 2>&1 &
+                running="$running $!:$f"
+                # shellcheck disable=SC2086
+                [ "$(echo $running | wc -w)" -lt "${FUZZ_JOBS:-2}" ] && continue
+            fi
+            for job in $running; do
+                wait "${job%%:*}"
+                rc=$?
+                name=$(basename "${job#*:}")
+                tail -n 2 "$work/$name.out"
+                one "fuzz $name" $rc
+            done
+            running=""
         done
     fi
 fi

@@ -191,7 +191,8 @@ def daemon(tmp_path):
         d.stop()
         text = d.log_text()
         # Under `make test SANITIZE=1` a sanitizer report anywhere fails the test that caused it.
-        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                       "WARNING: ThreadSanitizer"):
             if marker in text:
                 problems.append(f"{marker} in {d.log_path}")
         # Under valgrind (AUTODEPLOYD_WRAPPER): any memcheck error or definite leak.
