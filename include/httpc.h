@@ -45,10 +45,20 @@ struct httpc_resp {
     char deployment_id[128]; /* Marathon-Deployment-Id header, "" when absent */
     char retry_after[32];    /* Retry-After header, "" when absent */
     char content_type[128];
+    /* For registries (regauth.h parses them); "" when absent or longer than the field, which
+     * sets header_cut instead of keeping a shortened value. */
+    char www_authenticate[2048];
+    char docker_content_digest[128];
+    char link[2048];
+    char ratelimit_remaining[64];
+    int header_cut; /* a header above did not fit its field */
+    int body_cut;   /* the body went past max_response: httpc_do fails with "answer too large" */
 };
 
-/* Performs one request; returns 0 when an HTTP answer (any status) arrived, -1 otherwise (err
- * says why). resp is initialised by the call; free it with httpc_resp_free in both cases. */
+/* Performs one request (method "HEAD" reads no body); returns 0 when an HTTP answer (any
+ * status) arrived whole, -1 otherwise (err says why; an answer whose body went past
+ * max_response keeps its status and fails with "answer too large (over N bytes)"). resp is
+ * initialised by the call; free it with httpc_resp_free in both cases. */
 int httpc_do(const struct httpc_req *req, struct httpc_resp *resp);
 
 /* Streams the body of a GET (Server-Sent Events): on_data is called for each chunk as it

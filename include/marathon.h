@@ -21,7 +21,8 @@ void marathon_free(struct marathon *m);
 
 /* One request to path (e.g. "/v2/apps/x?force=true"), body optional (JSON). Tries each
  * configured URL in order, starting with the last one that answered, until one gives an HTTP
- * answer. Returns 0 with resp->status set, -1 when none answered (resp->err says why). Counts
+ * answer. Returns 0 with resp->status set, -1 when none answered (resp->err says why) or the
+ * answer was larger than the client keeps (resp->body_cut, status set: "answer too large"). Counts
  * Marathon errors by status in autodeploy_marathon_errors_total. */
 int marathon_request(struct marathon *m, const char *method, const char *path, const char *body,
                      struct httpc_resp *resp);

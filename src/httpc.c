@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <strings.h>
 
@@ -78,7 +79,10 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
-static void header_value(const char *line, size_t n, const char *name, char *out, size_t outlen)
+/* Copies header `name`'s value into out when line is that header. A value that does not fit
+ * is not kept shortened: out becomes "" and *cut is set. */
+static void header_value(const char *line, size_t n, const char *name, char *out, size_t outlen,
+                         int *cut)
 {
     size_t nl = strlen(name);
     if (n <= nl + 1 || strncasecmp(line, name, nl) != 0 || line[nl] != ':') return;
@@ -89,7 +93,10 @@ static void header_value(const char *line, size_t n, const char *name, char *out
     while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
         end--;
     size_t len = (size_t)(end - v);
-    if (len >= outlen) len = outlen - 1;
+    if (len >= outlen) {
+        *cut = 1;
+        len = 0;
+    }
     memcpy(out, v, len);
     out[len] = '\0';
 }
@@ -104,13 +111,31 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *userdata)
         const char *sp = memchr(p, ' ', n);
         if (sp) st = strtol(sp + 1, NULL, 10);
         s->resp->status = st;
-        s->resp->deployment_id[0] = s->resp->retry_after[0] = s->resp->content_type[0] = '\0';
+        struct httpc_resp *r = s->resp;
+        r->deployment_id[0] = r->retry_after[0] = r->content_type[0] = '\0';
+        r->www_authenticate[0] = r->docker_content_digest[0] = r->link[0] = '\0';
+        r->ratelimit_remaining[0] = '\0';
+        r->header_cut = 0;
         return n;
     }
-    header_value(p, n, "Marathon-Deployment-Id", s->resp->deployment_id,
-                 sizeof s->resp->deployment_id);
-    header_value(p, n, "Retry-After", s->resp->retry_after, sizeof s->resp->retry_after);
-    header_value(p, n, "Content-Type", s->resp->content_type, sizeof s->resp->content_type);
+    static const struct {
+        const char *name;
+        size_t off, size;
+    } wanted[] = {
+#define H(name, field)                                                                             \
+    {name, offsetof(struct httpc_resp, field), sizeof((struct httpc_resp *)0)->field}
+        H("Marathon-Deployment-Id", deployment_id),
+        H("Retry-After", retry_after),
+        H("Content-Type", content_type),
+        H("WWW-Authenticate", www_authenticate),
+        H("Docker-Content-Digest", docker_content_digest),
+        H("Link", link),
+        H("RateLimit-Remaining", ratelimit_remaining),
+#undef H
+    };
+    for (size_t i = 0; i < sizeof wanted / sizeof wanted[0]; i++)
+        header_value(p, n, wanted[i].name, (char *)s->resp + wanted[i].off, wanted[i].size,
+                     &s->resp->header_cut);
     return n;
 }
 
@@ -187,13 +212,15 @@ static int perform(const struct httpc_req *req, struct httpc_resp *resp, struct 
     const char *m = req->method ? req->method : "GET";
     if (!strcmp(m, "GET")) {
         curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+    } else if (!strcmp(m, "HEAD")) {
+        curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
     } else {
         curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, m);
     }
     if (req->body) {
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body);
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
-    } else if (strcmp(m, "GET") != 0) {
+    } else if (strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0) {
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
     }
@@ -235,7 +262,14 @@ static int perform(const struct httpc_req *req, struct httpc_resp *resp, struct 
 int httpc_do(const struct httpc_req *req, struct httpc_resp *resp)
 {
     struct sink s = {.resp = resp};
-    return perform(req, resp, &s, 0);
+    int rc = perform(req, resp, &s, 0);
+    if (rc == 0 && s.overflow) {
+        /* What was kept would read as broken JSON: say what happened instead. */
+        resp->body_cut = 1;
+        snprintf(resp->err, sizeof resp->err, "answer too large (over %zu bytes)", resp->body.max);
+        return -1;
+    }
+    return rc;
 }
 
 int httpc_stream(const struct httpc_req *req, void (*on_data)(const char *p, size_t n, void *ctx),

@@ -171,7 +171,7 @@ static int request(struct marathon *m, const char *method, const char *path, con
             snprintf(why, sizeof why, "HTTP %ld from Marathon", resp->status);
             set_reachable(m, resp->status < 500, why);
             if (resp->status >= 400) count_error(resp->status);
-            return streaming ? rc : 0;
+            return streaming || resp->body_cut ? rc : 0; /* a cut answer is no answer */
         }
         if (stop && atomic_load(stop)) return 0;
         count_error(0);
@@ -255,6 +255,10 @@ void marathon_error_text(const struct httpc_resp *resp, char *out, size_t len)
 {
     if (resp->status == 0) {
         snprintf(out, len, "Marathon unreachable: %s", resp->err);
+        return;
+    }
+    if (resp->body_cut) {
+        snprintf(out, len, "HTTP %ld: Marathon's %s", resp->status, resp->err);
         return;
     }
     cJSON *j = resp->body.data ? cJSON_Parse(resp->body.data) : NULL;
