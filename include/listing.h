@@ -12,7 +12,8 @@
 
 #include <stddef.h>
 
-/* What matching needs of one app. Each string is NULL when absent or not a JSON string. */
+/* What matching needs of one app. Each string is NULL when absent or not a JSON string; the
+ * strings belong to the listing (freed by listing_free, never one by one). */
 struct listed_app {
     char *id;      /* "id" */
     char *image;   /* "container"."docker"."image" */
@@ -22,9 +23,12 @@ struct listed_app {
     char *pin;     /* "labels"."autodeploy.pin-digest" */
 };
 
+struct listing_block;
+
 struct listing {
     struct listed_app *apps;
     size_t n;
+    struct listing_block *blocks; /* storage of the strings, owned by the listing */
 };
 
 /* Reads {"apps":[...]} (other keys ignored; when a key repeats, the first one counts, as

@@ -26,7 +26,9 @@ struct match_opts {
     size_t n_aliases;
 };
 
-/* One push, as seen by an app. All strings are borrowed for the duration of the call. */
+/* One push, as seen by an app. All strings are borrowed for the duration of the call.
+ * current_tag only ever narrows a match (semver: no downgrade): a push that matches no pattern
+ * without it matches none with it. */
 struct match_subject {
     const char *host;        /* registry host the pusher used; "" or NULL if unknown */
     const char *repository;  /* e.g. "strava/foo" */

@@ -125,14 +125,10 @@ static int newer(const struct push *a, const struct push *b, int by_version)
 int decide_match(const match_set *ms, const char *current, const struct push *p, char *why,
                  size_t whylen, int *semver)
 {
-    char scratch[8];
-    if (!why || !whylen) {
-        why = scratch;
-        whylen = sizeof scratch;
-    }
+    if (!whylen) why = NULL; /* no reasons: none is formatted (the dispatcher's hot path) */
     int sv = 0;
     if (!ms) {
-        snprintf(why, whylen, "the app's label is gone or invalid");
+        if (why) snprintf(why, whylen, "the app's label is gone or invalid");
         return 0;
     }
     /* The running tag can only turn a match into a miss, so most apps of a large listing are
@@ -143,10 +139,11 @@ int decide_match(const match_set *ms, const char *current, const struct push *p,
     if (current && ref_parse_image(current, &cur) == 0 && cur.tag[0] && strcmp(cur.tag, p->tag)) {
         s.current_tag = cur.tag;
         if (!match_test_semver(ms, &s, why, whylen, &sv)) {
-            snprintf(why, whylen,
-                     "%.100s is older than the version the app runs (%.100s): never deployed "
-                     "over a higher version",
-                     p->tag, cur.tag);
+            if (why)
+                snprintf(why, whylen,
+                         "%.100s is older than the version the app runs (%.100s): never deployed "
+                         "over a higher version",
+                         p->tag, cur.tag);
             return 0;
         }
     }

@@ -74,11 +74,7 @@ static int match_app(struct deployer *d, const struct listed_app *app, const str
         }
         return 0;
     }
-    struct image_ref cur;
-    const char *current_tag = NULL;
-    if (app->image && ref_parse_image(app->image, &cur) == 0 && cur.tag[0]) current_tag = cur.tag;
-    struct match_subject s = {p->host, p->repository, p->tag, current_tag};
-    int m = match_test(ms, &s, NULL, 0);
+    int m = decide_match(ms, app->image, p, NULL, 0, NULL);
     match_cache_release(ms);
     return m;
 }

@@ -954,7 +954,7 @@ struct match_cache {
     pthread_mutex_t lock;
     struct match_opts opts;
     struct match_alias *aliases; /* owned copies */
-    size_t capacity, count, nbuckets;
+    size_t capacity, count, nbuckets, max_buckets;
     struct centry **buckets;
     struct centry *head, *tail; /* newest (or second-chanced) first; evict from the tail */
     struct match_cache_stats st;
@@ -988,8 +988,13 @@ match_cache *match_cache_new(const struct match_opts *o, size_t capacity)
         return NULL;
     }
     c->capacity = capacity;
-    for (c->nbuckets = 16; c->nbuckets < capacity && c->nbuckets < (1u << 20);)
-        c->nbuckets *= 2;
+    /* The table grows with the entries (cache_grow) instead of being sized for the capacity at
+     * once: every push looks up one value per app, so a 65,536-bucket table (512 KiB) for the
+     * 1,000 values of a cluster becomes resident at the first push and spreads each push's
+     * lookups over all of it; sized to the values in use, it is 16 KiB. */
+    for (c->max_buckets = 16; c->max_buckets < capacity && c->max_buckets < (1u << 20);)
+        c->max_buckets *= 2;
+    c->nbuckets = c->max_buckets < 64 ? c->max_buckets : 64;
     c->buckets = calloc(c->nbuckets, sizeof(*c->buckets));
     if (!c->buckets) goto fail;
     if (o) {
@@ -1020,6 +1025,27 @@ static struct centry *cache_find(match_cache *c, const char *key, size_t n, uint
     for (e = c->buckets[h & (c->nbuckets - 1)]; e; e = e->hnext)
         if (e->hash == h && e->keylen == n && memcmp(e->key, key, n) == 0) return e;
     return NULL;
+}
+
+/* Doubles the table when it is more than half full (and may still grow); called with the lock
+ * held. Out of memory: the table stays as it is, only slower. */
+static void cache_grow(match_cache *c)
+{
+    size_t n = c->nbuckets * 2, i;
+    struct centry **nb, *e, *next;
+    if (c->count * 2 <= c->nbuckets || c->nbuckets >= c->max_buckets) return;
+    nb = calloc(n, sizeof(*nb));
+    if (!nb) return;
+    for (i = 0; i < c->nbuckets; i++) {
+        for (e = c->buckets[i]; e; e = next) {
+            next = e->hnext;
+            e->hnext = nb[e->hash & (n - 1)];
+            nb[e->hash & (n - 1)] = e;
+        }
+    }
+    free(c->buckets);
+    c->buckets = nb;
+    c->nbuckets = n;
 }
 
 static void lru_unlink(match_cache *c, struct centry *e)
@@ -1191,6 +1217,7 @@ const match_set *match_cache_get(match_cache *c, const char *label_value, const 
         e = ne;
         ne = NULL;
         cache_make_room(c, e);
+        cache_grow(c);
     }
     ret = entry_answer(e, app_id, err, errlen, first_error);
     c->st.entries = c->count;

@@ -14,7 +14,9 @@ in the Marathon emulator and tests/bench/timing_proxy.py between autodeployd and
 
 Per push, from the proxy's CLOCK_MONOTONIC timestamps and t0 (this program, just before the
 webhook POST is written):
-    L = GET /v2/apps?label=... (the listing), G = GET /v2/apps/bench/app-K, P = PATCH
+    L = GET /v2/apps?label=... (the listing), G = GET /v2/apps/bench/app-K, P = PATCH, each the
+        first of its kind to arrive after t0 (the proxy logs a request once its answer is
+        written, so a record that comes late is waited for, up to a second)
     own = (L.t_in - t0) + (G.t_in - L.t_done) + (P.t_in - G.t_done)
         autodeployd's work only: accepting the webhook, queueing, asking for the listing;
         reading the 1,000-app answer, parsing, matching, dispatching, asking for the app;
@@ -119,6 +121,7 @@ def run(a):
         app_path = "/v2/apps/bench/app-%d" % k
         st, b = ctl.request("GET", "/_proxy/log?since=999999999999")
         seq0 = json.loads(b)["seq"]
+        seq_log = max(0, seq0 - 10)  # a late record of the previous push may come after seq0
         # Arm the wait before the push so that the proxy is idle while autodeployd works.
         q = urllib.parse.urlencode({"method": "PATCH", "path": app_path, "since": seq0,
                                     "timeout": 5})
@@ -133,11 +136,23 @@ def run(a):
         if st != 202 or r.status != 200:
             failures += 1
             continue
-        _, b = ctl.request("GET", "/_proxy/log?since=%d" % seq0)
-        recs = json.loads(b)["records"]
-        L = next((x for x in recs if x["method"] == "GET" and x["path"].startswith("/v2/apps?")), None)
-        G = next((x for x in recs if x["method"] == "GET" and x["path"].split("?")[0] == app_path), None)
-        P = next((x for x in recs if x["method"] == "PATCH" and x["path"].split("?")[0] == app_path), None)
+        # The proxy logs a request once its answer is written, so on a loaded machine the
+        # listing's record can land after the PATCH's (or, late enough, after the next push's
+        # log position): look for this push's requests by arrival time, and give a late record
+        # a moment to appear.
+        for _ in range(100):
+            _, b = ctl.request("GET", "/_proxy/log?since=%d" % seq_log)
+            recs = [x for x in json.loads(b)["records"] if x["t_in"] >= t0]
+            recs.sort(key=lambda x: x["t_in"])
+            L = next((x for x in recs if x["method"] == "GET" and
+                      x["path"].startswith("/v2/apps?")), None)
+            G = next((x for x in recs if x["method"] == "GET" and
+                      x["path"].split("?")[0] == app_path), None)
+            P = next((x for x in recs if x["method"] == "PATCH" and
+                      x["path"].split("?")[0] == app_path), None)
+            if L and G and P:
+                break
+            time.sleep(0.01)
         if not (L and G and P) or not (t0 <= L["t_in"] <= G["t_in"] <= P["t_in"]):
             failures += 1
             continue

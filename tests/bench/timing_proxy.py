@@ -47,6 +47,16 @@ class State:
             self.records.append(rec)
             self.cv.notify_all()
 
+    def since(self, seq):
+        """The records after seq (call with cv held). Records are kept in seq order, so this
+        looks at the new ones only: the waiter runs this on every record, and a scan of the
+        whole log (hundreds of records late in a run) holds the GIL that the thread stamping
+        autodeployd's next request needs."""
+        i = len(self.records)
+        while i > 0 and self.records[i - 1]["seq"] > seq:
+            i -= 1
+        return self.records[i:]
+
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -159,13 +169,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             out = {"ok": True}
         elif u.path == "/_proxy/log":
             with st.cv:
-                out = {"records": [r for r in st.records if r["seq"] > since], "seq": st.seq}
+                out = {"records": st.since(since), "seq": st.seq}
         elif u.path == "/_proxy/wait":
             deadline = time.monotonic() + min(float(q.get("timeout", 5)), 30)
 
             def find():
-                for r in st.records:
-                    if r["seq"] > since and r["method"] == q.get("method", r["method"]) and \
+                for r in st.since(since):
+                    if r["method"] == q.get("method", r["method"]) and \
                             r["path"] == q.get("path", r["path"]):
                         return r
                 return None
