@@ -10,7 +10,7 @@
 #   make WERROR=1     warnings are errors (CI sets this)
 
 VERSION  := 0.1.0
-PKGS     := libmicrohttpd libcurl libcjson libpcre2-8
+PKGS     := libmicrohttpd libcurl libcjson libpcre2-8 libcrypto
 CC       ?= cc
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "marathon.h"
 #include "match.h"
+#include "registry.h"
 #include "metrics.h"
 #include "queue.h"
 #include "report.h"
@@ -215,6 +216,7 @@ int main(int argc, char **argv)
     struct journal *journal = NULL;
 
     if (argc > 1 && strcmp(argv[1], "match") == 0) return match_cli_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "registry") == 0) return registry_cli_main(argc - 1, argv + 1);
     json_arena_install();
 
     if (config_load(&cfg, argc, argv, environ, &action, err, sizeof err) < 0) {

@@ -4,8 +4,9 @@
 set -eu
 
 PKGS="build-essential pkg-config libmicrohttpd-dev libcurl4-openssl-dev libcjson-dev libpcre2-dev
-      curl ca-certificates python3 python3-pytest python3-pytest-xdist docker-registry skopeo clang
-      clang-format valgrind wrk"
+      libssl-dev curl ca-certificates openssl python3 python3-pytest python3-pytest-xdist
+      docker-registry skopeo apache2-utils python3-jwt python3-cryptography clang clang-format
+      valgrind wrk"
 [ $# -gt 0 ] && PKGS="$*"
 
 missing=""

@@ -18,6 +18,10 @@ for bin in "$@"; do
             '{"id":3,"push":{"event_id":"e","timestamp":"2026-11-25T10:00:00Z","timestamp_ns":1,"host":"registry.example.com:5000","repository":"strava/foo","tag":"master-1","digest":"sha256:0a8f49daa4bed3dedfe82c8acaae7d39486b2dae264c0dbf63cae52d59e5c9e2","media_type":"","pusher":"alice"}}' \
             '{"paused":true}' '{"done":2}' >"$corpus/seed1" ;;
     fuzz_sse) printf 'event: deployment_success\r\ndata: {"id":"x"}\r\n\r\n\r\n' >"$corpus/seed1" ;;
+    fuzz_regauth)
+        printf '%s' 'Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/nginx:pull"' >"$corpus/seed1"
+        printf '%s' '</v2/team/app/tags/list?n=100&last=x>; rel="next"' >"$corpus/seed2"
+        printf '%s' '{"auths":{"https://index.docker.io/v1/":{"auth":"dTpwOnc="}}}' >"$corpus/seed3" ;;
     fuzz_pattern | fuzz_semver)
         cut -f1 tests/fixtures/match_cases.tsv | grep -v '^#' | head -200 |
             awk -v d="$corpus" '{ f = d "/seed" NR; printf "%s\n", $0 > f; close(f) }' ;;

@@ -1,0 +1,118 @@
+"""autodeployd's registry client against the real registry, through `autodeployd registry`
+(the same client, settings and credentials the daemon uses): Debian's docker-registry open,
+with htpasswd Basic auth, and with token auth (a token server of the tests' own, JWTs signed by
+a key the test makes, as Docker Hub and Harbor do); a fault proxy in front for 429/5xx and
+paginated tag lists. Passwords never appear in what the command prints.
+"""
+import base64
+import json
+import os
+
+from conftest import free_port, run_cli
+from oci_images import write_image
+from registry_helpers import fault_proxy, registry, token_server  # noqa: F401
+
+USER, PASSWORD = "deployer", "deployer-password"
+
+
+def auth_file(tmp_path, host, user=USER, password=PASSWORD):
+    path = tmp_path / "config.json"
+    cred = base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
+    path.write_text(json.dumps({"auths": {host: {"auth": cred}}}))
+    return str(path)
+
+
+def ask(*args, auth=None):
+    flags = ["--registry-auth", auth] if auth else []
+    return run_cli("registry", *flags, *args, timeout=30)
+
+
+def pushed(reg, tmp_path, tag="main-1", repo="team/app", created="2026-03-01T12:00:00Z"):
+    layout = str(tmp_path / ("oci-" + tag))
+    write_image(layout, tag, created=created, salt=tag)
+    return reg.push(layout, tag, "%s:%s" % (repo, tag))
+
+
+def test_open_registry_digest_tags_created(registry, tmp_path):
+    reg = registry("open")
+    d1 = pushed(reg, tmp_path, "main-1")
+    pushed(reg, tmp_path, "main-2", created="2026-03-02T12:00:00Z")
+    r = ask("digest", reg.addr + "/team/app:main-1")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == d1 == reg.digest("team/app:main-1")
+    r = ask("tags", reg.addr + "/team/app")
+    assert r.returncode == 0 and sorted(r.stdout.split()) == ["main-1", "main-2"], r
+    r = ask("created", reg.addr + "/team/app@" + d1)
+    assert r.returncode == 0 and int(r.stdout) == 1772366400, r  # 2026-03-01T12:00:00Z
+
+
+def test_tag_never_pushed_is_not_found(registry, tmp_path):
+    reg = registry("open")
+    pushed(reg, tmp_path, "main-1")
+    r = ask("digest", reg.addr + "/team/app:never-pushed")
+    assert r.returncode == 1 and "not found" in r.stderr, r
+    r = ask("digest", reg.addr + "/team/nothing:main-1")
+    assert r.returncode == 1, r
+
+
+def test_htpasswd_basic_auth(registry, tmp_path):
+    reg = registry("htpasswd")
+    d1 = pushed(reg, tmp_path)
+    good = auth_file(tmp_path, reg.addr)
+    r = ask("digest", reg.addr + "/team/app:main-1", auth=good)
+    assert r.returncode == 0 and r.stdout.strip() == d1, r
+    # Without credentials: refused, and said so.
+    r = ask("digest", reg.addr + "/team/app:main-1")
+    assert r.returncode == 3 and "credentials" in r.stderr, r
+    # A wrong password: refused, and the password is nowhere in what is printed.
+    bad = auth_file(tmp_path, reg.addr, password="s3cret-wrong-Pa55")
+    r = ask("digest", reg.addr + "/team/app:main-1", auth=bad)
+    assert r.returncode == 3, r
+    assert "s3cret-wrong-Pa55" not in r.stdout + r.stderr
+    assert base64.b64encode(b"deployer:s3cret-wrong-Pa55").decode() not in r.stdout + r.stderr
+
+
+def test_token_auth_bearer_flow(registry, tmp_path):
+    reg = registry("token")
+    d1 = pushed(reg, tmp_path)
+    good = auth_file(tmp_path, reg.addr)
+    r = ask("digest", reg.addr + "/team/app:main-1", auth=good)
+    assert r.returncode == 0 and r.stdout.strip() == d1, (r, reg.log_text()[-2000:])
+    assert reg.token_server.count(user=USER) >= 1
+    r = ask("tags", reg.addr + "/team/app", auth=good)
+    assert r.returncode == 0 and r.stdout.split() == ["main-1"], r
+    # Anonymous: the token grants nothing, the registry refuses.
+    r = ask("digest", reg.addr + "/team/app:main-1")
+    assert r.returncode == 3, r
+    bad = auth_file(tmp_path, reg.addr, password="an0ther-Wrong-one")
+    r = ask("digest", reg.addr + "/team/app:main-1", auth=bad)
+    assert r.returncode == 3 and "an0ther-Wrong-one" not in r.stdout + r.stderr, r
+
+
+def test_tags_list_follows_every_page(registry, fault_proxy, tmp_path):
+    reg = registry("open")
+    for i in range(1, 6):
+        pushed(reg, tmp_path, "t%d" % i)
+    proxy = fault_proxy(reg.addr)
+    proxy.paginate_tags(default_n=2)
+    r = ask("tags", proxy.addr + "/team/app")
+    assert r.returncode == 0, r
+    assert sorted(r.stdout.split()) == ["t1", "t2", "t3", "t4", "t5"], r
+    assert proxy.count(kind="tags") == 3
+
+
+def test_429_and_5xx_are_retried(registry, fault_proxy, tmp_path):
+    reg = registry("open")
+    d1 = pushed(reg, tmp_path)
+    proxy = fault_proxy(reg.addr)
+    proxy.fail_next(429, count=1, kind="manifest", retry_after=1)
+    proxy.fail_next(503, count=1, kind="manifest")
+    r = ask("digest", proxy.addr + "/team/app:main-1")
+    assert r.returncode == 0 and r.stdout.strip() == d1, r
+    assert proxy.count(kind="manifest") == 3
+
+
+def test_unreachable_registry(tmp_path):
+    port = free_port()
+    r = ask("--registry-timeout", "1s", "digest", "127.0.0.1:%d/team/app:main-1" % port)
+    assert r.returncode == 4 and "unreachable" in r.stderr, r
