@@ -56,6 +56,12 @@ struct config {
     int dry_run;
     int force;
     int pin_digest;
+    char *verify_push;   /* "require", "warn" or "off" */
+    char *registry_auth; /* Docker config.json, NULL: no credentials */
+    char *registry_ca;
+    struct strlist insecure_registry;
+    struct strlist registry_url; /* HOST=URL */
+    long registry_timeout_ms;
     int rollback_on_failure;
     long deploy_timeout_ms; /* from Marathon's acceptance of the update to the deployment's end */
     long update_timeout_ms; /* getting the update accepted: locks, 5xx, 403, lost answers */

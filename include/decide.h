@@ -17,6 +17,7 @@
 #include "config.h"
 #include "event.h"
 #include "match.h"
+#include "registry.h"
 
 #include <cjson/cJSON.h>
 #include <stddef.h>
@@ -118,6 +119,30 @@ struct decision {
  * this job and its answer was lost. Returns 0; the decision is in *d. */
 int decide_job(const struct config *cfg, const struct app_view *v, const struct push *p,
                int sent_unanswered, struct decision *d);
+
+/* What the registry said of the push's tag (registry.h). */
+struct verify_answer {
+    enum registry_result res;
+    char digest[80]; /* the tag's digest now, when res is REGISTRY_OK */
+    char err[512];   /* why, otherwise; never a secret */
+};
+
+/* What to do with a push after asking the registry (--verify-push). */
+enum decide_verified {
+    VERIFIED_DEPLOY = 0, /* the registry has it (or verification is off) */
+    VERIFIED_WARN,       /* it could not be asked, --verify-push warn: deploy, reason says so */
+    VERIFIED_MISSING,    /* the tag is not in the registry: skipped */
+    VERIFIED_MOVED,      /* the tag points at another digest now: this push is stale, superseded */
+    VERIFIED_RETRY,      /* it could not be asked: ask again later */
+    VERIFIED_FAIL,       /* it could not be asked in time, --verify-push require: failed */
+};
+
+/* Applies --verify-push mode ("require", "warn", "off") to the registry's answer a about push
+ * p, whose image is image (for the reason). out_of_time: no retry is possible any more.
+ * reason (DECIDE_REASON_MAX) receives why, for anything but VERIFIED_DEPLOY. */
+enum decide_verified decide_verify(const char *mode, const struct push *p, const char *image,
+                                   const struct verify_answer *a, int out_of_time, char *reason,
+                                   size_t len);
 
 /* The partial update for d: the app's full container with only docker.image changed (and
  * forcePullImage for a mutable tag), its full labels with autodeploy.digest, pushed-by,

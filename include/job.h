@@ -66,8 +66,10 @@ struct deployer {
     atomic_int draining; /* take no new push or job; running jobs go on */
     int inflight;        /* jobs running now; under mu */
     pthread_mutex_t mu;
-    pthread_cond_t cv;      /* workers: a slot is ready, or stop */
-    pthread_cond_t wake_cv; /* naps and the stop's wait for running jobs (CLOCK_MONOTONIC) */
+    pthread_cond_t cv;           /* workers: a slot is ready, or stop */
+    pthread_cond_t wake_cv;      /* naps and the stop's wait for running jobs (CLOCK_MONOTONIC) */
+    struct registry *registry;   /* NULL only in unit tests: no verification */
+    struct verify_cache *verify; /* answers shared by the jobs of one push */
     struct slot *slots, *ready_head, *ready_tail;
     struct record records[RECORDS];
     struct journal *journal; /* NULL without --state-file */
@@ -99,10 +101,12 @@ struct job {
     char rollback_image[REF_IMAGE_MAX]; /* what the rollback puts back (pinned for a mutable tag) */
     char version[64];                   /* the app version our update created */
     char deployed_at[40];
-    int64_t update_deadline; /* --update-timeout from the job's start */
-    int64_t deadline;        /* --deploy-timeout from Marathon's acceptance */
-    int64_t accepted_at;     /* monotonic ms, 0 before */
-    int sent_unanswered;     /* an update went out and its answer was lost */
+    int64_t update_deadline;    /* --update-timeout from the job's start */
+    int64_t deadline;           /* --deploy-timeout from Marathon's acceptance */
+    int64_t accepted_at;        /* monotonic ms, 0 before */
+    int sent_unanswered;        /* an update went out and its answer was lost */
+    int verified;               /* the registry was asked (or need not be) */
+    char note[REPORT_TEXT_MAX]; /* said with the deployment, e.g. that it was not verified */
 };
 
 /* ---- deploy.c */
@@ -126,6 +130,14 @@ long job_backoff_ms(int attempt);
 /* Hands the waiting pushes to the per-app queue (one lock for all: a batch's pushes for one
  * app are seen together by the job that chooses among them). */
 void job_submit(struct deployer *d, struct waiting **w, size_t n, const char *const *app_ids);
+
+/* ---- verify.c */
+struct verify_cache;
+struct verify_cache *verify_cache_new(void);
+void verify_cache_free(struct verify_cache *c);
+/* Asks the registry at host for the chosen push's tag, sharing answers between the jobs of one
+ * push (see verify.c). */
+void job_verify(struct job *j, const char *host, struct verify_answer *out);
 
 /* ---- dispatch.c */
 void *dispatch_main(void *arg);

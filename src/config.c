@@ -62,6 +62,23 @@ static int check_slack_pushes(const char *v, char *err, size_t errlen)
     return -1;
 }
 
+static int check_verify(const char *v, char *err, size_t errlen)
+{
+    if (!strcmp(v, "require") || !strcmp(v, "warn") || !strcmp(v, "off")) return 0;
+    snprintf(err, errlen, "expected require, warn or off");
+    return -1;
+}
+
+static int check_registry_url(const char *v, char *err, size_t errlen)
+{
+    const char *eq = strchr(v, '=');
+    if (eq && eq != v && !memchr(v, '/', (size_t)(eq - v)) &&
+        (!strncmp(eq + 1, "http://", 7) || !strncmp(eq + 1, "https://", 8)))
+        return 0;
+    snprintf(err, errlen, "expected HOST=URL, e.g. registry.example.com=http://registry:5000");
+    return -1;
+}
+
 static int check_http_url(const char *v, char *err, size_t errlen)
 {
     if ((!strncmp(v, "http://", 7) && v[7]) || (!strncmp(v, "https://", 8) && v[8])) return 0;
@@ -181,6 +198,21 @@ static const struct opt opts[] = {
     {"force", OPT_BOOL, OFF(force), "false", 0, 0, NULL,
      "update apps locked by a deployment with ?force=true (per app: label autodeploy.force=true)",
      NULL, 1},
+    {"verify-push", OPT_STRING, OFF(verify_push), "require", 0, 0, "MODE",
+     "ask the registry for the tag's digest before deploying: require (deploy only what it "
+     "has), warn (deploy anyway when it cannot be asked) or off",
+     check_verify, 1},
+    {"registry-auth", OPT_STRING, OFF(registry_auth), NULL, 0, 0, "FILE",
+     "Docker config.json with registry credentials (auths); pull rights suffice", NULL, 0},
+    {"registry-ca", OPT_STRING, OFF(registry_ca), NULL, 0, 0, "FILE",
+     "PEM bundle to verify https registries (default: the system's CAs)", NULL, 0},
+    {"insecure-registry", OPT_LIST, OFF(insecure_registry), NULL, 0, 0, "HOST[:PORT]",
+     "reach this registry over plain http (repeatable; loopback always may)", NULL, 0},
+    {"registry-url", OPT_LIST, OFF(registry_url), NULL, 0, 0, "HOST=URL",
+     "reach registry HOST at URL, e.g. a name inside the cluster (repeatable)", check_registry_url,
+     0},
+    {"registry-timeout", OPT_DURATION, OFF(registry_timeout_ms), "30s", 100, 3600L * 1000,
+     "DURATION", "bound on one question to a registry, retries of 5xx and 429 included", NULL, 0},
     {"pin-digest", OPT_BOOL, OFF(pin_digest), "false", 0, 0, NULL,
      "deploy image@sha256:... (per app: label autodeploy.pin-digest=true)", NULL, 1},
     {"rollback-on-failure", OPT_BOOL, OFF(rollback_on_failure), "false", 0, 0, NULL,

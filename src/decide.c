@@ -244,6 +244,34 @@ int decide_job(const struct config *cfg, const struct app_view *v, const struct 
     return 0;
 }
 
+enum decide_verified decide_verify(const char *mode, const struct push *p, const char *image,
+                                   const struct verify_answer *a, int out_of_time, char *reason,
+                                   size_t len)
+{
+    reason[0] = '\0';
+    if (!mode || !strcmp(mode, "off")) return VERIFIED_DEPLOY;
+    if (a->res == REGISTRY_OK) {
+        if (!p->digest[0] || !strcmp(a->digest, p->digest)) return VERIFIED_DEPLOY;
+        snprintf(reason, len, "superseded in the registry by %.80s (the tag moved since this push)",
+                 a->digest);
+        return VERIFIED_MOVED;
+    }
+    if (a->res == REGISTRY_NOT_FOUND) {
+        snprintf(reason, len, "the image is not in the registry (%.300s)", image);
+        return VERIFIED_MISSING;
+    }
+    if (!out_of_time) return VERIFIED_RETRY;
+    const char *what = a->res == REGISTRY_AUTH          ? "registry refused the credentials"
+                       : a->res == REGISTRY_UNREACHABLE ? "registry unreachable"
+                                                        : "registry error";
+    if (!strcmp(mode, "warn")) {
+        snprintf(reason, len, "deployed without verification (%s: %.300s)", what, a->err);
+        return VERIFIED_WARN;
+    }
+    snprintf(reason, len, "%s: %.400s", what, a->err);
+    return VERIFIED_FAIL;
+}
+
 /* The app's container with docker.image replaced; NULL when out of memory. */
 static cJSON *container_with(const struct app_view *v, const char *image, int force_pull)
 {

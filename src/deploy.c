@@ -13,6 +13,7 @@
 #include "listing.h"
 #include "log.h"
 #include "metrics.h"
+#include "registry.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -468,9 +469,30 @@ struct deployer *deployer_new_env(const struct config *cfg, struct pushq *q,
         deployer_free(d);
         return NULL;
     }
+    d->verify = verify_cache_new();
+    if (!d->verify) {
+        snprintf(err, errlen, "out of memory");
+        deployer_free(d);
+        return NULL;
+    }
     deployer_metrics_declare();
     srand((unsigned)time(NULL));
     return d;
+}
+
+/* The registry client for --verify-push (made even when it is off: a reload may turn it on).
+ * 0, or -1 with err. */
+static int open_registry(struct deployer *d, const struct config *cfg, char *err, size_t errlen)
+{
+    struct registry_opts o = {cfg->registry_auth,
+                              cfg->registry_ca,
+                              (const char *const *)cfg->insecure_registry.v,
+                              cfg->insecure_registry.n,
+                              (const char *const *)cfg->registry_url.v,
+                              cfg->registry_url.n,
+                              cfg->registry_timeout_ms};
+    d->registry = registry_new(&o, err, errlen);
+    return d->registry ? 0 : -1;
 }
 
 struct deployer *deployer_new(const struct config *cfg, struct pushq *q, struct marathon *m,
@@ -481,6 +503,10 @@ struct deployer *deployer_new(const struct config *cfg, struct pushq *q, struct 
                              real_watch,   real_wait,      real_unwatch};
     struct deployer *d = deployer_new_env(cfg, q, &env, err, errlen);
     if (!d) return NULL;
+    if (open_registry(d, cfg, err, errlen) < 0) {
+        deployer_free(d);
+        return NULL;
+    }
     d->m = m;
     d->f = f;
     d->env.ctx = d;
@@ -584,6 +610,8 @@ void deployer_free(struct deployer *d)
     free(d->aliases);
     free(d->workers);
     match_cache_free(d->cache);
+    registry_free(d->registry);
+    verify_cache_free(d->verify);
     pthread_cond_destroy(&d->cv);
     pthread_cond_destroy(&d->wake_cv);
     pthread_mutex_destroy(&d->mu);

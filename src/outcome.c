@@ -289,7 +289,7 @@ static void succeeded(struct job *j, const char *dep_id, const char *note)
 {
     log_info("deployment succeeded", "app", j->app_id, "deployment", dep_id, "image", j->new_image,
              NULL);
-    job_report(j, REPORT_DEPLOYED, "succeeded", dep_id, note, "", "");
+    job_report(j, REPORT_DEPLOYED, "succeeded", dep_id, note && *note ? note : j->note, "", "");
 }
 
 /* Why a deployment that ended badly is not rolled back, "" when it is. */
@@ -405,7 +405,8 @@ void job_follow(struct job *j, int landed)
     record_set(d, j->record, "deploying", NULL, NULL);
     log_info("deployment started", "app", j->app_id, "deployment", j->dep_id, "image", j->new_image,
              "previous", j->old_image, NULL);
-    job_report(j, REPORT_DEPLOYING, NULL, j->dep_id, "", "", "");
+    if (j->note[0]) record_set(d, j->record, NULL, j->note, NULL);
+    job_report(j, REPORT_DEPLOYING, NULL, j->dep_id, j->note, "", "");
     char followed[128];
     job_copy(followed, sizeof followed, j->dep_id);
     for (int first = 1;; first = 0) {

@@ -17,6 +17,7 @@
 
 #include "journal.h"
 #include "log.h"
+#include "reference.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -324,6 +325,44 @@ static int retry_after(struct job *j, long st, struct httpc_resp *resp, int atte
     return 1;
 }
 
+/* Asks the registry whether it has the push (--verify-push), once per job. Returns 1 to go
+ * on, 0 when the job ended (reported), -1 to try again later. */
+static int verify(struct job *j, const struct decision *dec, int attempt)
+{
+    const char *mode = config_live()->verify_push;
+    if (j->verified || !j->d->registry || !mode || !strcmp(mode, "off")) return 1;
+    struct image_ref ref;
+    if (ref_parse_image(dec->new_image, &ref) < 0) return 1; /* decide_job parsed it */
+    struct verify_answer a;
+    job_verify(j, ref.host, &a);
+    char why[DECIDE_REASON_MAX];
+    int late = job_now(j->d) >= j->update_deadline || job_stopping(j->d);
+    switch (decide_verify(mode, j->p, dec->new_image, &a, late, why, sizeof why)) {
+    case VERIFIED_WARN:
+        log_warn("push not verified against the registry; deploying anyway", "app", j->app_id,
+                 "reason", why, NULL);
+        job_copy(j->note, sizeof j->note, why);
+        /* fall through */
+    case VERIFIED_DEPLOY:
+        j->verified = 1;
+        return 1;
+    case VERIFIED_MISSING:
+        end_job(j, "skipped", REPORT_SKIPPED, why);
+        return 0;
+    case VERIFIED_MOVED:
+        end_job(j, "superseded", REPORT_SUPERSEDED, why);
+        return 0;
+    case VERIFIED_FAIL:
+        fail(j, why);
+        return 0;
+    default:
+        log_warn("cannot ask the registry; retrying", "app", j->app_id, "error", a.err, NULL);
+        record_set(j->d, j->record, NULL, a.err, NULL);
+        backoff(j, attempt);
+        return -1;
+    }
+}
+
 /* Sends the update the rules decided; returns as attempt_once does. */
 static int send(struct job *j, const struct app_view *v, const struct decision *dec, int attempt)
 {
@@ -331,6 +370,8 @@ static int send(struct job *j, const struct app_view *v, const struct decision *
         stopped(j);
         return 0;
     }
+    int ok = verify(j, dec, attempt);
+    if (ok <= 0) return ok;
     note_before(j, v);
     record_job(j);
     char *body = decide_update_body(v, dec, j->p, j->deployed_at);

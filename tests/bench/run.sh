@@ -277,7 +277,8 @@ if wait_file "$W/emu.port"; then
     PIDS="$PIDS $PRX"
     if wait_file "$W/proxy.port"; then
         PURL="http://127.0.0.1:$(cat "$W/proxy.port")"
-        if start_daemon autodeployd "$W/d.log" --log-level warn --marathon-url "$PURL"; then
+        if start_daemon autodeployd "$W/d.log" --log-level warn --marathon-url "$PURL" \
+            --verify-push off; then
             D=$DPID
             sleep 2
             D_IDLE_RSS=$(status_kb $D VmRSS)

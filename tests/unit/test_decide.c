@@ -1345,6 +1345,53 @@ static void test_owner(void)
     }
 }
 
+/* --- decide_verify --------------------------------------------------------------------------- */
+
+static void test_verify(void)
+{
+    struct push p = mkpush("strava/foo", "master-2", DIGEST_A, PUSH_TS, "ci");
+    static const struct {
+        const char *mode;
+        enum registry_result res;
+        const char *digest;
+        int late;
+        enum decide_verified want;
+        const char *reason; /* a part of it */
+    } cases[] = {
+        {"off", REGISTRY_UNREACHABLE, "", 1, VERIFIED_DEPLOY, ""},
+        {"require", REGISTRY_OK, DIGEST_A, 0, VERIFIED_DEPLOY, ""},
+        {"warn", REGISTRY_OK, DIGEST_A, 0, VERIFIED_DEPLOY, ""},
+        {"require", REGISTRY_OK, DIGEST_B, 0, VERIFIED_MOVED,
+         "superseded in the registry by " DIGEST_B},
+        {"warn", REGISTRY_OK, DIGEST_B, 0, VERIFIED_MOVED, DIGEST_B},
+        {"require", REGISTRY_NOT_FOUND, "", 0, VERIFIED_MISSING,
+         "not in the registry (" NEW_IMAGE ")"},
+        {"warn", REGISTRY_NOT_FOUND, "", 1, VERIFIED_MISSING, "not in the registry"},
+        {"require", REGISTRY_UNREACHABLE, "", 0, VERIFIED_RETRY, ""},
+        {"require", REGISTRY_AUTH, "", 0, VERIFIED_RETRY, ""},
+        {"require", REGISTRY_UNREACHABLE, "", 1, VERIFIED_FAIL, "registry unreachable: boom"},
+        {"require", REGISTRY_AUTH, "", 1, VERIFIED_FAIL, "registry refused the credentials"},
+        {"require", REGISTRY_ERROR, "", 1, VERIFIED_FAIL, "registry error"},
+        {"warn", REGISTRY_UNREACHABLE, "", 1, VERIFIED_WARN, "deployed without verification"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct verify_answer a = {cases[i].res, "", "boom"};
+        snprintf(a.digest, sizeof a.digest, "%s", cases[i].digest);
+        char why[DECIDE_REASON_MAX];
+        enum decide_verified got =
+            decide_verify(cases[i].mode, &p, NEW_IMAGE, &a, cases[i].late, why, sizeof why);
+        CHECK(got == cases[i].want, "verify case %zu: %d, want %d", i, got, cases[i].want);
+        CHECK(strstr(why, cases[i].reason) != NULL, "verify case %zu: reason \"%s\"", i, why);
+    }
+    /* A push that names no digest (other registries' webhooks) takes the registry's. */
+    struct push nod = p;
+    nod.digest[0] = '\0';
+    struct verify_answer a = {REGISTRY_OK, DIGEST_B, ""};
+    char why[DECIDE_REASON_MAX];
+    CHECK(decide_verify("require", &nod, NEW_IMAGE, &a, 0, why, sizeof why) == VERIFIED_DEPLOY,
+          "no digest in the push: deployed");
+}
+
 int main(void)
 {
     test_app_view();
@@ -1358,5 +1405,6 @@ int main(void)
     test_update_body();
     test_rollback_body();
     test_owner();
+    test_verify();
     return TEST_DONE("test_decide");
 }
