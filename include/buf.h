@@ -46,6 +46,11 @@ int buf_add_json_string(struct buf *b, const char *s);
 void err_printf(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* 1 when the JSON text s (len bytes) holds the escape \u0000 outside an escaped backslash: a
+ * C string would end there, so a value read from it would be cut short and could pass for
+ * another value. Callers refuse such text. */
+int json_has_escaped_nul(const char *s, size_t len);
+
 /* Takes ownership of the data (NUL-terminated); the buffer is left empty. */
 char *buf_steal(struct buf *b);
 

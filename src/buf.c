@@ -137,3 +137,18 @@ void err_printf(char *err, size_t errlen, const char *fmt, ...)
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
 }
+
+int json_has_escaped_nul(const char *s, size_t len)
+{
+    if (!memchr(s, '\\', len)) return 0;
+    for (size_t i = 0; i + 6 <= len; i++) {
+        if (s[i] != '\\' || s[i + 1] != 'u' || memcmp(s + i + 2, "0000", 4) != 0) continue;
+        size_t k = i, slashes = 0;
+        while (k > 0 && s[k - 1] == '\\') {
+            k--;
+            slashes++;
+        }
+        if (slashes % 2 == 0) return 1;
+    }
+    return 0;
+}

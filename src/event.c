@@ -10,6 +10,8 @@
 
 #include "reference.h"
 
+#include "buf.h"
+
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,22 +155,6 @@ static void copy_text(char *dst, size_t cap, const char *src)
     dst[o] = '\0';
 }
 
-/* 1 when the JSON text holds the escape \u0000 (not itself escaped): C strings cannot carry
- * the NUL it stands for, so a value would be cut short and could turn into another value. */
-static int has_escaped_nul(const char *body, size_t len)
-{
-    for (size_t i = 0; i + 6 <= len; i++) {
-        if (body[i] != '\\' || body[i + 1] != 'u' || memcmp(body + i + 2, "0000", 4) != 0) continue;
-        size_t k = i, slashes = 0;
-        while (k > 0 && body[k - 1] == '\\') {
-            k--;
-            slashes++;
-        }
-        if (slashes % 2 == 0) return 1;
-    }
-    return 0;
-}
-
 static int valid_event_id(const char *s)
 {
     size_t n = 0;
@@ -277,7 +263,7 @@ int event_parse_envelope(const char *body, size_t len, event_fn fn, void *ctx, c
         snprintf(err, errlen, "empty body: expected a notification envelope {\"events\":[...]}");
         return -1;
     }
-    if (memchr(body, '\\', len) && has_escaped_nul(body, len)) {
+    if (json_has_escaped_nul(body, len)) {
         snprintf(err, errlen,
                  "body contains an escaped NUL character (\\u0000), which no "
                  "field may hold");

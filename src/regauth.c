@@ -548,29 +548,13 @@ int regauth_resolve_url(const char *base, const char *ref, char *out, size_t out
 /* ------------------------------------------------------------------------------------------ */
 /* JSON helpers                                                                               */
 
-/* 1 when the JSON text holds the escape \u0000 (not itself escaped): a C string would end
- * there, and a password or token cut short must not pass for the real one. */
-static int has_escaped_nul(const char *s, size_t len)
-{
-    for (size_t i = 0; i + 6 <= len; i++) {
-        if (s[i] != '\\' || s[i + 1] != 'u' || memcmp(s + i + 2, "0000", 4) != 0) continue;
-        size_t k = i, slashes = 0;
-        while (k > 0 && s[k - 1] == '\\') {
-            k--;
-            slashes++;
-        }
-        if (slashes % 2 == 0) return 1;
-    }
-    return 0;
-}
-
 static cJSON *parse_json(const char *s, size_t len, const char *what, char *err, size_t errlen)
 {
     if (!s || len == 0) {
         err_printf(err, errlen, "%s is empty", what);
         return NULL;
     }
-    if (memchr(s, '\\', len) && has_escaped_nul(s, len)) {
+    if (json_has_escaped_nul(s, len)) {
         err_printf(err, errlen, "%s holds an escaped NUL (\\u0000), which no field may hold", what);
         return NULL;
     }

@@ -68,6 +68,18 @@ one() { # one pass/fail result: one NAME OK?
     if [ "$2" = 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); status=1; echo "FAILED: $1"; fi
 }
 
+pytest_phase() { # pytest_phase PYTEST_ARGS...: the integration tests, counted
+    # shellcheck disable=SC2086
+    /usr/bin/python3 -m pytest -q -p no:cacheprovider $xdist "$@" >"$log" 2>&1
+    rc=$?
+    tail -n 40 "$log"
+    if ! counts; then
+        echo "pytest produced no summary (exit $rc)"
+        failed=$((failed + 1))
+    fi
+    [ $rc -eq 0 ] || status=1
+}
+
 unit_phase() { # unit_phase DIR [WRAPPER...]
     dir=$1
     shift
@@ -109,33 +121,15 @@ if [ $unit_only -eq 0 ]; then
     daemon=bin/san/autodeployd
     [ $quick -eq 1 ] && daemon=bin/autodeployd
     echo "== integration tests (daemon: $daemon)"
-    # shellcheck disable=SC2086
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-        AUTODEPLOYD="$(pwd)/$daemon" /usr/bin/python3 -m pytest -q -p no:cacheprovider $xdist \
-        tests/integration tests/emulator >"$log" 2>&1
-    rc=$?
-    tail -n 40 "$log"
-    if ! counts; then
-        echo "pytest produced no summary (exit $rc)"
-        failed=$((failed + 1))
-    fi
-    [ $rc -eq 0 ] || status=1
+        AUTODEPLOYD="$(pwd)/$daemon" pytest_phase tests/integration tests/emulator
 
     if [ $quick -eq 0 ]; then
         # Not the scripted demo: its daemon logs into the demo's own temporary directory, which
         # the demo removes, and its exit status is not checked, so no report there could fail.
         echo "== integration tests under ThreadSanitizer (daemon: bin/tsan/autodeployd)"
-        # shellcheck disable=SC2086
-        AUTODEPLOYD="$(pwd)/bin/tsan/autodeployd" /usr/bin/python3 -m pytest -q \
-            -p no:cacheprovider $xdist --basetemp="$work/tsan" \
-            --ignore=tests/integration/test_demo.py tests/integration >"$log" 2>&1
-        rc=$?
-        tail -n 40 "$log"
-        if ! counts; then
-            echo "pytest produced no summary (exit $rc)"
-            failed=$((failed + 1))
-        fi
-        [ $rc -eq 0 ] || status=1
+        AUTODEPLOYD="$(pwd)/bin/tsan/autodeployd" pytest_phase --basetemp="$work/tsan" \
+            --ignore=tests/integration/test_demo.py tests/integration
         # pytest names the log a report is in; this says where the races are, one line per
         # place, and counts one more failure if any daemon log of the run holds a report.
         reports=$(grep -rl --include='*.log' 'WARNING: ThreadSanitizer' "$work/tsan" 2>/dev/null)
