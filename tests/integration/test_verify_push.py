@@ -6,6 +6,8 @@ registry really stored, or forged ones.
 import base64
 import json
 
+import pytest
+
 from conftest import free_port, wait_for
 from deploy_helpers import app, marathon, push, records, start_daemon, writes  # noqa: F401
 from oci_images import write_image
@@ -56,11 +58,14 @@ def patches(emu):
     return [w for w in writes(emu) if w["method"] == "PATCH"]
 
 
-def test_pushed_tag_deploys_forged_stale_and_deleted_do_not(daemon, registry, marathon, tmp_path):
-    reg = registry("open")
+@pytest.mark.parametrize("mode", ["open", "htpasswd", "token"])
+def test_pushed_tag_deploys_forged_stale_and_deleted_do_not(daemon, registry, marathon, tmp_path,
+                                                            mode):
+    reg = registry(mode)
     d1 = pushed(reg, tmp_path, "main-1")
     emu = make_apps(marathon, reg.addr)
-    d = start(daemon, emu)
+    auth = [] if mode == "open" else ["--registry-auth", auth_file(tmp_path, reg.addr)]
+    d = start(daemon, emu, *auth)
     notify(d, reg.addr, "main-1", d1)
     assert ended(d, "main-1")["state"] == "succeeded"
     # A valid webhook token, a tag never pushed: skipped, reported, nothing written.
