@@ -344,10 +344,42 @@ static void *worker_main(void *arg)
 
 /* One app's line of the plan: what a push of p would do to it, by the job's own rules (the
  * push's digest and time are unknown here, so "unchanged" and "older" cannot be told). */
-static void plan_app(struct deployer *d, const struct listed_app *app, const struct push *p,
-                     struct buf *b)
+/* What the registries said during one /v1/plan: one question per registry host. */
+struct plan_memo {
+    char host[8][PUSH_HOST_MAX];
+    struct verify_answer a[8];
+    int n;
+};
+
+/* The registry's word on the plan's image at the new image's host: "" when not asked. */
+static const char *plan_registry(struct deployer *d, const struct push *p, const char *image,
+                                 struct plan_memo *m, char *why, size_t len)
 {
-    const char *action = "deploy", *reason = "";
+    const char *mode = config_live()->verify_push;
+    struct image_ref ref;
+    if (!d->registry || !mode || !strcmp(mode, "off") || ref_parse_image(image, &ref) < 0)
+        return "";
+    int i = 0;
+    while (i < m->n && strcmp(m->host[i], ref.host) != 0)
+        i++;
+    if (i == m->n && m->n < 8) {
+        snprintf(m->host[i], sizeof m->host[i], "%s", ref.host);
+        struct verify_answer *a = &m->a[i];
+        a->res = registry_manifest_digest(d->registry, ref.host, p->repository, p->tag, a->digest,
+                                          sizeof a->digest, a->err, sizeof a->err);
+        m->n++;
+    }
+    if (i == m->n) return "";
+    if (decide_verify(mode, p, image, &m->a[i], 1, why, len) == VERIFIED_MISSING) return why;
+    if (m->a[i].res == REGISTRY_OK) snprintf(why, len, "has it: %s", m->a[i].digest);
+    return why;
+}
+
+static void plan_app(struct deployer *d, const struct listed_app *app, const struct push *p,
+                     struct plan_memo *memo, struct buf *b)
+{
+    const char *action = "deploy", *reason = "", *registry = "";
+    char said[DECIDE_REASON_MAX] = "";
     char why[DECIDE_REASON_MAX] = "", err[256];
     struct decision dec = {0};
     const match_set *ms = match_cache_get(d->cache, app->label, app->id, err, sizeof err, NULL);
@@ -369,6 +401,13 @@ static void plan_app(struct deployer *d, const struct listed_app *app, const str
         reason = dec.reason;
     }
     match_cache_release(ms);
+    if (!strcmp(action, "deploy")) {
+        registry = plan_registry(d, p, dec.new_image, memo, said, sizeof said);
+        if (strstr(registry, "not in the registry")) {
+            action = "skip";
+            reason = registry;
+        }
+    }
     buf_adds(b, "{\"id\":");
     buf_add_json_string(b, app->id);
     buf_adds(b, ",\"current_image\":");
@@ -379,6 +418,8 @@ static void plan_app(struct deployer *d, const struct listed_app *app, const str
     buf_add_json_string(b, action);
     buf_adds(b, ",\"reason\":");
     buf_add_json_string(b, reason[0] ? reason : NULL);
+    buf_adds(b, ",\"registry\":");
+    buf_add_json_string(b, registry[0] ? registry : NULL);
     buf_adds(b, "}");
 }
 
@@ -406,11 +447,12 @@ int deployer_plan_json(struct deployer *d, const char *image_ref, struct buf *b)
     buf_add_json_string(b, image_ref);
     buf_adds(b, ",\"apps\":[");
     int first = 1;
+    struct plan_memo memo = {.n = 0};
     for (size_t i = 0; i < apps.n; i++) {
         if (!apps.apps[i].id || !apps.apps[i].label) continue;
         if (!first) buf_adds(b, ",");
         first = 0;
-        plan_app(d, &apps.apps[i], &p, b);
+        plan_app(d, &apps.apps[i], &p, &memo, b);
     }
     buf_adds(b, "]}");
     listing_free(&apps);

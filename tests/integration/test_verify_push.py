@@ -84,6 +84,11 @@ def test_pushed_tag_deploys_forged_stale_and_deleted_do_not(daemon, registry, ma
     rec = ended(d, "main-3")
     assert rec["state"] == "skipped" and "not in the registry" in rec["reason"], rec
     assert len(patches(emu)) == 1
+    # /v1/plan asks the registry too.
+    plan = d.request("GET", "/v1/plan?image=%s/team/app:main-1" % reg.addr).json()["apps"][0]
+    assert plan["action"] == "deploy" and plan["registry"] == "has it: " + d1, plan
+    plan = d.request("GET", "/v1/plan?image=%s/team/app:main-7" % reg.addr).json()["apps"][0]
+    assert plan["action"] == "skip" and "not in the registry" in plan["reason"], plan
 
 
 def test_htpasswd_credentials_and_a_wrong_password(daemon, registry, marathon, tmp_path, slack):
