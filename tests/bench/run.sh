@@ -266,6 +266,8 @@ python3 tests/emulator/marathon.py --listen 127.0.0.1:0 --port-file "$W/emu.port
 EMU=$!
 PIDS="$PIDS $EMU"
 D_LINE=""
+DV_LINE=""
+DV_HEADS=""
 D_HWM=""
 D_IDLE_RSS=""
 D_IDLE_ANON=""
@@ -292,6 +294,26 @@ if wait_file "$W/emu.port"; then
             D_HWM=$(status_kb $D VmHWM)
             stop_pid $D
         fi
+        # The same with --verify-push require: one HEAD per push to a registry on loopback
+        # (tests/bench/head_registry.py, answering with the digest every push carries).
+        DIGEST=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["events"][0]["target"]["digest"])' \
+            tests/fixtures/registry/push_oci_manifest.json)
+        python3 tests/bench/head_registry.py --digest "$DIGEST" --port-file "$W/reg.port" \
+            >"$W/reg.log" 2>&1 &
+        REG=$!
+        PIDS="$PIDS $REG"
+        if wait_file "$W/reg.port" && start_daemon autodeployd "$W/dv.log" --log-level warn \
+            --marathon-url "$PURL" --verify-push require \
+            --registry-url "registry.example.com=http://127.0.0.1:$(cat "$W/reg.port")"; then
+            DV_LINE=$(timeout 150 python3 tests/bench/deploy_latency.py run \
+                --webhook "http://127.0.0.1:$DPORT/v1/webhooks/registry" --proxy "$PURL" \
+                --apps 1000 --pushes "$PUSHES" --warmup 5 --settle 0.1 --max-seconds 100 \
+                2>"$W/deployv.err" | grep '^DEPLOY ' | tail -n 1)
+            DV_HEADS=$(curl -s "http://127.0.0.1:$(cat "$W/reg.port")/heads" |
+                sed -n 's/.*"heads":\([0-9]*\).*/\1/p')
+            stop_pid $DPID
+        fi
+        stop_pid $REG
     fi
     stop_pid "$PRX"
 fi
@@ -346,6 +368,10 @@ row "4. push received → PATCH sent, 1,000 apps, autodeployd's own time" \
     "p50 $(us2ms "$(kv "$D_LINE" own_p50_us)") ms, p99 **$(us2ms "$(kv "$D_LINE" own_p99_us)") ms**" \
     "$(kv "$D_LINE" n) pushes; upper bound p99 $(us2ms "$(kv "$D_LINE" own_hi_p99_us)") ms; listing read → app requested (read, scan, match, hand-off) p50 $(us2ms "$(kv "$D_LINE" list_to_get_p50_us)") ms, p99 $(us2ms "$(kv "$D_LINE" list_to_get_p99_us)") ms; with the emulator's time p50 $(us2ms "$(kv "$D_LINE" total_p50_us)") ms; first push (cold) $(us2ms "$(kv "$D_LINE" first_own_us)") ms" \
     "p99 < 5 ms: $(verdict "$(kv "$D_LINE" own_p99_us)" '<' 5000)"
+row "4. the same with \`--verify-push require\` (one HEAD per push, registry on loopback)" \
+    "p50 $(us2ms "$(kv "$DV_LINE" own_p50_us)") ms, p99 $(us2ms "$(kv "$DV_LINE" own_p99_us)") ms" \
+    "$(kv "$DV_LINE" n) pushes, $(fmt "$DV_HEADS") HEADs; app read → PATCH sent (the HEAD is asked there) p50 $(us2ms "$(kv "$DV_LINE" get_to_patch_p50_us)") ms vs $(us2ms "$(kv "$D_LINE" get_to_patch_p50_us)") ms without" \
+    "report only"
 kib2mib() { awk -v k="$1" 'BEGIN { if (k == "") print ""; else print k / 1024 }'; }
 row "5. RSS idle, deploying to Marathon (VmRSS 2 s after start)" \
     "**$(mib "$D_IDLE_RSS") MiB**" \
