@@ -91,8 +91,9 @@ def test_pushed_tag_deploys_forged_stale_and_deleted_do_not(daemon, registry, ma
     assert plan["action"] == "skip" and "not in the registry" in plan["reason"], plan
 
 
-def test_htpasswd_credentials_and_a_wrong_password(daemon, registry, marathon, tmp_path, slack):
-    reg = registry("htpasswd")
+@pytest.mark.parametrize("mode", ["htpasswd", "token"])
+def test_credentials_and_a_wrong_password(daemon, registry, marathon, tmp_path, slack, mode):
+    reg = registry(mode)
     d1 = pushed(reg, tmp_path, "main-1")
     emu = make_apps(marathon, reg.addr)
     d = start(daemon, emu, "--registry-auth", auth_file(tmp_path, reg.addr))
