@@ -13,8 +13,9 @@
  * their expires_in. Credentials come from a Docker config.json (--registry-auth); they never
  * reach a log line, an error message, a metric or an answer of autodeployd's.
  *
- * Transport: HTTPS with the system's CAs (or --registry-ca), plain HTTP for hosts named by
- * --insecure-registry and for loopback (as dockerd allows); --registry-url HOST=URL maps a
+ * Transport: HTTPS with the system's CAs (or --registry-ca); hosts named by
+ * --insecure-registry and loopback may also speak plain HTTP, used when HTTPS fails for another
+ * reason than the certificate (as dockerd does); --registry-url HOST=URL maps a
  * registry host to the URL to use. 5xx, 429 (honouring Retry-After) and lost answers are
  * retried with backoff within --registry-timeout.
  *

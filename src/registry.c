@@ -22,6 +22,7 @@
 #include <time.h>
 
 #define TOKENS 64
+#define PLAIN_HOST_MAX 256
 #define ACCEPT_MANIFESTS                                                                           \
     "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, "        \
     "application/vnd.docker.distribution.manifest.list.v2+json, "                                  \
@@ -39,7 +40,9 @@ struct registry {
     char *ca_file;
     char **insecure, **urls; /* NULL-terminated */
     long timeout_ms;
-    pthread_mutex_t mu; /* tokens */
+    pthread_mutex_t mu; /* tokens, plain */
+    char plain[16][PLAIN_HOST_MAX]; /* hosts found to speak plain http (plain_allowed only) */
+    int n_plain;
     struct token tokens[TOKENS];
     int next_token;
 };
@@ -162,13 +165,35 @@ static int is_docker_hub(const char *host)
            !strcmp(host, "registry-1.docker.io");
 }
 
-static int plain_http(const struct registry *r, const char *host)
+/* 1 when host may be reached over plain http: named by --insecure-registry, or loopback. As
+ * dockerd does for such registries, https is tried first and http used when it fails. */
+static int plain_allowed(const struct registry *r, const char *host)
 {
     for (size_t i = 0; r->insecure[i]; i++)
         if (!strcmp(r->insecure[i], host)) return 1;
     /* dockerd allows loopback registries over plain HTTP; so does autodeployd. */
     return !strncmp(host, "127.", 4) || !strncmp(host, "localhost", 9) ||
            !strncmp(host, "[::1]", 5);
+}
+
+/* 1 when host answered plain http after https failed. */
+static int plain_learned(const struct registry *r, const char *host)
+{
+    struct registry *w = (struct registry *)r; /* the lock only */
+    int found = 0;
+    pthread_mutex_lock(&w->mu);
+    for (int i = 0; i < r->n_plain && !found; i++)
+        found = !strcmp(r->plain[i], host);
+    pthread_mutex_unlock(&w->mu);
+    return found;
+}
+
+static void plain_learn(struct registry *r, const char *host)
+{
+    pthread_mutex_lock(&r->mu);
+    if (r->n_plain < 16 && strlen(host) < PLAIN_HOST_MAX)
+        snprintf(r->plain[r->n_plain++], PLAIN_HOST_MAX, "%s", host);
+    pthread_mutex_unlock(&r->mu);
 }
 
 int registry_base_url(const struct registry *r, const char *host, char *out, size_t len)
@@ -185,7 +210,7 @@ int registry_base_url(const struct registry *r, const char *host, char *out, siz
     }
     int n = is_docker_hub(host)
                 ? snprintf(out, len, "https://registry-1.docker.io")
-                : snprintf(out, len, "%s://%s", plain_http(r, host) ? "http" : "https", host);
+                : snprintf(out, len, "%s://%s", plain_learned(r, host) ? "http" : "https", host);
     return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
@@ -360,7 +385,7 @@ static enum registry_result ask_url(struct ask *a, const char *url, struct httpc
 {
     char hdr[REGAUTH_TOKEN_MAX + 32] = "", key[sizeof((struct token *)0)->key];
     char userpwd[REGAUTH_USER_MAX + REGAUTH_SECRET_MAX + 2] = "";
-    char token[REGAUTH_TOKEN_MAX];
+    char token[REGAUTH_TOKEN_MAX], plainurl[REGAUTH_URL_MAX];
     snprintf(key, sizeof key, "%s|%s", a->host, a->scope);
     token_get(a->r, key, token, sizeof token);
     if (token[0]) snprintf(hdr, sizeof hdr, "Authorization: Bearer %s", token);
@@ -369,6 +394,17 @@ static enum registry_result ask_url(struct ask *a, const char *url, struct httpc
     for (int attempt = 0, authed = 0;; attempt++) {
         send_one(a, url, hdr[0] ? hdr : NULL, userpwd[0] ? userpwd : NULL, resp);
         long st = resp->status;
+        if (st == 0 && !strncmp(url, "https://", 8) && plain_allowed(a->r, a->host) &&
+            !strstr(resp->err, "certificate") && strlen(url) < REGAUTH_URL_MAX) {
+            /* An insecure or loopback registry without TLS: from now on plain http. */
+            memmove(plainurl, "http://", 7);
+            snprintf(plainurl + 7, sizeof plainurl - 7, "%s", url + 8);
+            url = plainurl;
+            plain_learn(a->r, a->host);
+            httpc_resp_free(resp);
+            attempt--;
+            continue;
+        }
         note_ratelimit(a, resp);
         if (st == 401 && !authed++) {
             hdr[0] = '\0';

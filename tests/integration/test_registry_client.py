@@ -116,3 +116,35 @@ def test_unreachable_registry(tmp_path):
     port = free_port()
     r = ask("--registry-timeout", "1s", "digest", "127.0.0.1:%d/team/app:main-1" % port)
     assert r.returncode == 4 and "unreachable" in r.stderr, r
+
+
+def test_https_registry_with_a_private_ca(tmp_path):
+    """A loopback registry that speaks TLS with a certificate of the test's own CA: reached
+    over https with --registry-ca; without it the certificate is refused (never a silent fall
+    back to plain http)."""
+    import subprocess
+
+    from conftest import wait_for as _wait
+    d = tmp_path / "tls"
+    d.mkdir()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(d / "key.pem"), "-out", str(d / "cert.pem"), "-days", "2", "-subj",
+                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    addr = "127.0.0.1:%d" % free_port()
+    (d / "cfg.yml").write_text(
+        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\n"
+        "http:\n  addr: %s\n  secret: x\n  tls:\n    certificate: %s\n    key: %s\n"
+        % (d / "data", addr, d / "cert.pem", d / "key.pem"))
+    with open(d / "registry.log", "wb") as log:
+        proc = subprocess.Popen(["docker-registry", "serve", str(d / "cfg.yml")], stdout=log,
+                                stderr=log, stdin=subprocess.DEVNULL)
+        try:
+            ca = ["--registry-ca", str(d / "cert.pem")]
+            _wait(lambda: ask(*ca, "tags", addr + "/team/app").returncode == 1, timeout=15,
+                  what="the TLS registry answering (404: no such repository yet)")
+            r = ask("--registry-timeout", "1s", "tags", addr + "/team/app")
+            assert r.returncode == 4 and "certificate" in r.stderr, r
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
