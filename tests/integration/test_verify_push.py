@@ -162,3 +162,17 @@ def test_429_and_5xx_from_the_registry_are_retried(daemon, registry, marathon, f
     assert ended(d, "main-1")["state"] == "succeeded"
     assert proxy.count(kind="manifest") == 3
     assert d.metrics().get('autodeploy_registry_requests_total{result="retried"}') == 2
+
+
+def test_registry_url_maps_the_apps_registry_host(daemon, registry, marathon, tmp_path):
+    """The app pulls from registry.example.com, which autodeployd reaches by another name
+    (--registry-url HOST=URL): verification asks that URL."""
+    reg = registry("open")
+    d1 = pushed(reg, tmp_path, "main-1")
+    emu = make_apps(marathon, "registry.example.com")
+    d = start(daemon, emu, "--registry-url", "registry.example.com=http://" + reg.addr)
+    notify(d, "registry.example.com", "main-1", d1)
+    assert ended(d, "main-1")["state"] == "succeeded"
+    notify(d, "registry.example.com", "main-5", "sha256:" + "99" * 32)
+    rec = ended(d, "main-5")
+    assert rec["state"] == "skipped" and "not in the registry" in rec["reason"], rec
