@@ -40,7 +40,7 @@ struct registry {
     char *ca_file;
     char **insecure, **urls; /* NULL-terminated */
     long timeout_ms;
-    pthread_mutex_t mu; /* tokens, plain */
+    pthread_mutex_t mu;             /* tokens, plain */
     char plain[16][PLAIN_HOST_MAX]; /* hosts found to speak plain http (plain_allowed only) */
     int n_plain;
     struct token tokens[TOKENS];
@@ -279,39 +279,74 @@ static int send_one(struct ask *a, const char *url, const char *auth_header, con
     return httpc_do(&req, resp);
 }
 
-/* The credentials for the ask's host, as "user:password" in out ("" none). */
-static void credentials(struct ask *a, char *out, size_t len)
+/* The credentials for the ask's host: "user:password" in out, or the identity token (an
+ * OAuth2 refresh token) in idt; "" when none. */
+static void credentials(struct ask *a, char *out, size_t len, char *idt, size_t idtlen)
 {
-    out[0] = '\0';
+    out[0] = idt[0] = '\0';
     if (!a->r->auth_json) return;
     struct regauth_cred c;
     char e[256];
     const char *host = is_docker_hub(a->host) ? "docker.io" : a->host;
-    if (regauth_config_lookup(a->r->auth_json, a->r->auth_len, host, &c, e, sizeof e) == 1 &&
-        c.username[0] && strlen(c.username) + strlen(c.password) + 2 <= len)
-        snprintf(out, len, "%s:%s", c.username, c.password);
+    if (regauth_config_lookup(a->r->auth_json, a->r->auth_len, host, &c, e, sizeof e) == 1) {
+        if (c.identitytoken[0] && strlen(c.identitytoken) < idtlen)
+            snprintf(idt, idtlen, "%s", c.identitytoken);
+        else if (c.username[0] && strlen(c.username) + strlen(c.password) + 2 <= len)
+            snprintf(out, len, "%s:%s", c.username, c.password);
+    }
     regauth_cred_wipe(&c);
+}
+
+/* The OAuth2 form exchanging an identity token for an access token (as the Docker CLI does). */
+static int refresh_form(const struct regauth_challenge *ch, const char *scope, const char *idt,
+                        struct buf *form)
+{
+    int rc = buf_adds(form, "grant_type=refresh_token&client_id=autodeployd&service=");
+    rc |= httpc_url_escape(ch->service, form);
+    rc |= buf_adds(form, "&scope=");
+    rc |= httpc_url_escape(scope, form);
+    rc |= buf_adds(form, "&refresh_token=");
+    rc |= httpc_url_escape(idt, form);
+    return rc;
+}
+
+/* Asks the token service: GET with Basic credentials (or none), or with an identity token the
+ * OAuth2 POST. */
+static void ask_token(struct ask *a, const struct regauth_challenge *ch, const char *scope,
+                      const char *url, struct httpc_resp *resp)
+{
+    char userpwd[REGAUTH_USER_MAX + REGAUTH_SECRET_MAX + 2], idt[REGAUTH_SECRET_MAX];
+    credentials(a, userpwd, sizeof userpwd, idt, sizeof idt);
+    struct buf form;
+    buf_init(&form, 3 * REGAUTH_SECRET_MAX + 4096);
+    int post = idt[0] && refresh_form(ch, scope, idt, &form) == 0;
+    struct httpc_req req = {.method = post ? "POST" : "GET",
+                            .url = post ? ch->realm : url,
+                            .body = post ? form.data : NULL,
+                            .body_len = post ? form.len : 0,
+                            .content_type = "application/x-www-form-urlencoded",
+                            .userpwd = userpwd[0] ? userpwd : NULL,
+                            .ca_file = a->r->ca_file,
+                            .timeout_ms = a->r->timeout_ms,
+                            .max_response = 256 * 1024};
+    httpc_do(&req, resp);
+    if (form.data) OPENSSL_cleanse(form.data, form.len);
+    buf_free(&form);
+    OPENSSL_cleanse(userpwd, sizeof userpwd);
+    OPENSSL_cleanse(idt, sizeof idt);
 }
 
 /* Fetches a token for challenge ch; 0 with the Authorization header in hdr, or -1. */
 static int fetch_token(struct ask *a, const struct regauth_challenge *ch, char *hdr, size_t len)
 {
-    char url[REGAUTH_URL_MAX], e[256], userpwd[REGAUTH_USER_MAX + REGAUTH_SECRET_MAX + 2];
+    char url[REGAUTH_URL_MAX], e[256];
     const char *scope = ch->scope[0] ? ch->scope : a->scope;
     if (regauth_token_url(ch->realm, ch->service, scope, url, sizeof url, e, sizeof e) < 0) {
         snprintf(a->err, sizeof a->err, "bad token challenge: %s", e);
         return -1;
     }
-    credentials(a, userpwd, sizeof userpwd);
     struct httpc_resp resp;
-    const char *method = a->method;
-    a->method = "GET";
-    const char *accept = a->accept;
-    a->accept = "application/json";
-    send_one(a, url, NULL, userpwd[0] ? userpwd : NULL, &resp);
-    a->method = method;
-    a->accept = accept;
-    OPENSSL_cleanse(userpwd, sizeof userpwd);
+    ask_token(a, ch, scope, url, &resp);
     char *token = NULL;
     long expires = 0;
     int rc = -1;
@@ -372,7 +407,9 @@ static int authenticate(struct ask *a, const struct httpc_resp *resp, char *hdr,
         return -1;
     }
     if (ch.scheme == REGAUTH_BEARER) return fetch_token(a, &ch, hdr, hlen);
-    credentials(a, userpwd, ulen);
+    char idt[REGAUTH_SECRET_MAX];
+    credentials(a, userpwd, ulen, idt, sizeof idt);
+    OPENSSL_cleanse(idt, sizeof idt);
     if (!userpwd[0])
         snprintf(a->err, sizeof a->err,
                  "the registry wants credentials and --registry-auth has "

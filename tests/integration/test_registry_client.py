@@ -148,3 +148,20 @@ def test_https_registry_with_a_private_ca(tmp_path):
         finally:
             proc.terminate()
             proc.wait(timeout=10)
+
+
+def test_identity_token_is_exchanged_for_an_access_token(registry, tmp_path):
+    """config.json may hold an identity token (an OAuth2 refresh token, as `docker login` to
+    some registries leaves it) instead of a password: it is POSTed to the token service with
+    grant_type=refresh_token, and never printed."""
+    reg = registry("token")
+    d1 = pushed(reg, tmp_path)
+    reg.token_server.refresh_tokens["idt-Secret-0042"] = USER
+    path = tmp_path / "idt.json"
+    path.write_text(json.dumps({"auths": {reg.addr: {"identitytoken": "idt-Secret-0042"}}}))
+    r = ask("digest", reg.addr + "/team/app:main-1", auth=str(path))
+    assert r.returncode == 0 and r.stdout.strip() == d1, r
+    assert reg.token_server.count(user=USER) >= 1
+    path.write_text(json.dumps({"auths": {reg.addr: {"identitytoken": "idt-Wrong-0042"}}}))
+    r = ask("digest", reg.addr + "/team/app:main-1", auth=str(path))
+    assert r.returncode == 3 and "idt-Wrong-0042" not in r.stdout + r.stderr, r

@@ -31,7 +31,8 @@ insufficient_scope). A wrong password or unknown user: 401. No credentials: a to
 when anonymous=False.
 
 POST /token with grant_type=password (the OAuth2 form the Docker CLI tries first when it has an
-identity token) is answered too; grant_type=refresh_token is not (400).
+identity token) is answered too, and grant_type=refresh_token for the tokens in
+refresh_tokens (identity token -> user).
 
 Test controls: fail_next(status, count) answers the next requests with an error (or mode="hang"
 or mode="close"); delay = seconds added to every answer; requests (records) and count(...) for
@@ -161,6 +162,7 @@ class TokenServer(httpbase.Owner):
             raise ValueError("header must be kid, x5c or both")
         self.header = header
         self.users = dict(DEFAULT_USERS if users is None else users)
+        self.refresh_tokens = {}  # identity token -> user, for grant_type=refresh_token
         self.anonymous = anonymous
         self.service, self.issuer = service, issuer
         self.expires_in = expires_in
@@ -317,13 +319,22 @@ class TokenServer(httpbase.Owner):
         user = None
         if method == "POST":
             grant = (query.get("grant_type") or [""])[0]
-            if grant != "password":
+            if grant == "refresh_token":
+                # An identity token (config.json "identitytoken") is a refresh token.
+                user = self.refresh_tokens.get((query.get("refresh_token") or [""])[0])
+                if user is None:
+                    rec["status"] = 401
+                    self._answer(h, 401, {"error": "invalid_grant"})
+                    return
+                creds = (user, self.users[user][0])
+            elif grant != "password":
                 rec["status"] = 400
                 self._answer(h, 400, {"error": "unsupported_grant_type"})
                 return
-            user = (query.get("username") or [""])[0]
-            password = (query.get("password") or [""])[0]
-            creds = (user, password)
+            else:
+                user = (query.get("username") or [""])[0]
+                password = (query.get("password") or [""])[0]
+                creds = (user, password)
         else:
             creds = None
             auth = h.headers.get("Authorization") or ""
