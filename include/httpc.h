@@ -17,6 +17,8 @@
 int httpc_global_init(void);
 void httpc_global_cleanup(void);
 
+#define HTTPC_FOLLOW_KEEP_AUTH_HOME 2
+
 struct httpc_req {
     const char *method; /* "GET", "POST", "PUT", "PATCH", "DELETE" */
     const char *url;
@@ -29,7 +31,9 @@ struct httpc_req {
     const char *ca_file;      /* PEM bundle to verify https peers, NULL for the system's */
     long connect_timeout_ms;  /* 0: 5000 */
     long timeout_ms;          /* whole request; 0: 30000; ignored by httpc_stream */
-    int follow_redirects;     /* follow 3xx, keeping method, body and credentials */
+    int follow_redirects;     /* follow 3xx, keeping method, body and credentials; with
+                                 HTTPC_FOLLOW_KEEP_AUTH_HOME the credentials (Basic or an
+                                 Authorization header) go to the first host only */
     size_t max_response;      /* cap on the body kept; 0: 4 MiB */
     /* Optional: polled while the request runs (on each chunk, and about once a second while
      * the peer is silent); nonzero abandons the request (httpc_do then fails with "abandoned").

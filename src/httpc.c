@@ -206,8 +206,10 @@ static int perform(const struct httpc_req *req, struct httpc_resp *resp, struct 
         curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
         curl_easy_setopt(h, CURLOPT_MAXREDIRS, 5L);
         curl_easy_setopt(h, CURLOPT_POSTREDIR, (long)CURL_REDIR_POST_ALL);
-        /* The leader is another host of the same cluster and needs the same credentials. */
-        curl_easy_setopt(h, CURLOPT_UNRESTRICTED_AUTH, 1L);
+        /* The leader is another host of the same cluster and needs the same credentials;
+         * HTTPC_FOLLOW_KEEP_AUTH_HOME (a registry's blob sent to its storage) keeps them home. */
+        if (req->follow_redirects != HTTPC_FOLLOW_KEEP_AUTH_HOME)
+            curl_easy_setopt(h, CURLOPT_UNRESTRICTED_AUTH, 1L);
     }
     const char *m = req->method ? req->method : "GET";
     if (!strcmp(m, "GET")) {

@@ -260,6 +260,7 @@ struct ask {
     const char *scope; /* "repository:<name>:pull" */
     const char *method;
     const char *accept;
+    int follow; /* blobs: registries send them from storage elsewhere (S3, a CDN) */
     int64_t deadline;
     char err[512];
 };
@@ -275,6 +276,7 @@ static int send_one(struct ask *a, const char *url, const char *auth_header, con
                             .userpwd = userpwd,
                             .ca_file = a->r->ca_file,
                             .timeout_ms = a->r->timeout_ms,
+                            .follow_redirects = a->follow ? HTTPC_FOLLOW_KEEP_AUTH_HOME : 0,
                             .max_response = 4 * 1024 * 1024};
     return httpc_do(&req, resp);
 }
@@ -687,6 +689,7 @@ enum registry_result registry_image_created(struct registry *r, const char *host
     cJSON *c = NULL;
     if (res == REGISTRY_OK && ref_valid_digest(cfgd)) {
         a.accept = "application/json, */*";
+        a.follow = 1;
         c = get_json(&a, repository, "blobs", cfgd, &res);
     } else if (res == REGISTRY_OK) {
         snprintf(a.err, sizeof a.err, "the manifest of %.80s names no config", digest);

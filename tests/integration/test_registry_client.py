@@ -165,3 +165,42 @@ def test_identity_token_is_exchanged_for_an_access_token(registry, tmp_path):
     path.write_text(json.dumps({"auths": {reg.addr: {"identitytoken": "idt-Wrong-0042"}}}))
     r = ask("digest", reg.addr + "/team/app:main-1", auth=str(path))
     assert r.returncode == 3 and "idt-Wrong-0042" not in r.stdout + r.stderr, r
+
+
+def test_blob_redirect_is_followed_without_the_credentials(registry, fault_proxy, tmp_path):
+    """Registries send blobs from their storage (S3, a CDN) by redirect: the config blob is
+    fetched there, and the registry's credentials do not travel with the redirect."""
+    import http.server
+    import threading
+
+    reg = registry("htpasswd")
+    d1 = pushed(reg, tmp_path)
+    manifest, _, _ = reg.manifest("team/app:main-1")
+    config_digest = manifest["config"]["digest"]
+    blob = reg.blob("team/app", config_digest)
+    seen = []
+
+    class Storage(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            seen.append(dict(self.headers))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(blob)))
+            self.end_headers()
+            self.wfile.write(blob)
+
+    storage = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Storage)
+    threading.Thread(target=storage.serve_forever, daemon=True).start()
+    try:
+        proxy = fault_proxy(reg.addr)
+        where = "http://127.0.0.1:%d/blobs/%s" % (storage.server_address[1], config_digest)
+        proxy.fail_next(307, count=1, kind="blob", headers={"Location": where}, body="")
+        r = ask("created", proxy.addr + "/team/app@" + d1, auth=auth_file(tmp_path, proxy.addr))
+        assert r.returncode == 0 and int(r.stdout) == 1772366400, r
+        assert len(seen) == 1 and "Authorization" not in seen[0], seen
+    finally:
+        storage.shutdown()
+        storage.server_close()
