@@ -60,6 +60,10 @@ void registry_free(struct registry *r);
  * "https://registry-1.docker.io" or "http://127.0.0.1:5000". 0, or -1 when it does not fit. */
 int registry_base_url(const struct registry *r, const char *host, char *out, size_t len);
 
+/* GET /v2/: whether the registry answers and accepts our credentials (a Bearer challenge
+ * without scope is answered with a token for no repository). */
+enum registry_result registry_ping(struct registry *r, const char *host, char *err, size_t errlen);
+
 /* The digest ("sha256:...") that repository:reference points at now, from HEAD
  * /v2/<repository>/manifests/<reference> (a GET only when the registry's HEAD answer lacks
  * Docker-Content-Digest). err receives a one-line reason for anything but REGISTRY_OK. */
@@ -91,8 +95,8 @@ void registry_metrics_declare(void);
 
 /* The user command "autodeployd registry [--registry-auth FILE] [--insecure-registry HOST]...
  * [--registry-url HOST=URL]... [--registry-ca FILE] digest|tags|created IMAGE"; argv[0] is
- * "registry". Prints the answer; exit status 0 ok, 1 not found, 2 usage, 3 credentials
- * refused, 4 unreachable, 5 other error. */
+ * "registry". Also "ping HOST". Prints the answer; exit status 0 ok, 1 not found, 2 usage, 3
+ * credentials refused, 4 unreachable, 5 other error. */
 int registry_cli_main(int argc, char **argv);
 
 #endif

@@ -547,6 +547,29 @@ enum registry_result registry_manifest_digest(struct registry *r, const char *ho
     return res;
 }
 
+enum registry_result registry_ping(struct registry *r, const char *host, char *err, size_t errlen)
+{
+    struct ask a;
+    char scope[8] = "", base[512], url[600];
+    memset(&a, 0, sizeof a);
+    a.r = r;
+    a.host = host ? host : "";
+    a.scope = scope;
+    a.method = "GET";
+    a.accept = "application/json";
+    a.deadline = now_ms() + r->timeout_ms;
+    if (registry_base_url(r, a.host, base, sizeof base) < 0) {
+        snprintf(err, errlen, "the registry URL would be too long");
+        return REGISTRY_ERROR;
+    }
+    snprintf(url, sizeof url, "%s/v2/", base);
+    struct httpc_resp resp;
+    enum registry_result res = ask_url(&a, url, &resp);
+    httpc_resp_free(&resp);
+    snprintf(err, errlen, "%s", res == REGISTRY_OK ? "" : a.err);
+    return res;
+}
+
 void registry_tags_free(char **tags, size_t n)
 {
     for (size_t i = 0; tags && i < n; i++)

@@ -17,8 +17,9 @@ static const char usage_text[] =
     "usage: autodeployd registry [--registry-auth FILE] [--registry-ca FILE]\n"
     "                            [--insecure-registry HOST[:PORT]]... [--registry-url "
     "HOST=URL]...\n"
-    "                            [--registry-timeout DURATION] digest|tags|created IMAGE\n"
+    "                            [--registry-timeout DURATION] ping|digest|tags|created ARG\n"
     "\n"
+    "  ping    HOST                    whether the registry answers GET /v2/ with our credentials\n"
     "  digest  HOST/REPOSITORY:TAG     the digest the tag points at now (HEAD of the manifest)\n"
     "  tags    HOST/REPOSITORY         every tag, all pages followed\n"
     "  created HOST/REPOSITORY@DIGEST  the image's build time (config blob \"created\")\n"
@@ -108,7 +109,8 @@ int registry_cli_main(int argc, char **argv)
     struct image_ref ref;
     int status = 2;
     char err[512] = "";
-    if (i < 0 || ref_parse_image(argv[i + 1], &ref) < 0) {
+    int ping = i >= 0 && !strcmp(argv[i], "ping");
+    if (i < 0 || (ping ? !ref_valid_host(argv[i + 1]) : ref_parse_image(argv[i + 1], &ref) < 0)) {
         fputs(usage_text, stderr);
         goto out;
     }
@@ -117,7 +119,9 @@ int registry_cli_main(int argc, char **argv)
         fprintf(stderr, "autodeployd registry: %s\n", err);
         goto out;
     }
-    enum registry_result res = run(r, argv[i], &ref, err, sizeof err);
+    enum registry_result res = ping ? registry_ping(r, argv[i + 1], err, sizeof err)
+                                    : run(r, argv[i], &ref, err, sizeof err);
+    if (ping && res == REGISTRY_OK) printf("ok\n");
     if (res != REGISTRY_OK)
         fprintf(stderr, "autodeployd registry: %s: %s\n", registry_result_name(res), err);
     status = exit_status(res);

@@ -204,3 +204,13 @@ def test_blob_redirect_is_followed_without_the_credentials(registry, fault_proxy
     finally:
         storage.shutdown()
         storage.server_close()
+
+
+def test_ping(registry, tmp_path):
+    reg = registry("token")
+    r = ask("ping", reg.addr, auth=auth_file(tmp_path, reg.addr))
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r
+    r = ask("ping", reg.addr, auth=auth_file(tmp_path, reg.addr, password="nope-Nope-1"))
+    assert r.returncode == 3 and "nope-Nope-1" not in r.stdout + r.stderr, r
+    r = ask("--registry-timeout", "1s", "ping", "127.0.0.1:%d" % free_port())
+    assert r.returncode == 4, r
