@@ -154,7 +154,8 @@ def test_429_and_5xx_from_the_registry_are_retried(daemon, registry, marathon, f
     reg = registry("open")
     d1 = pushed(reg, tmp_path, "main-1")
     proxy = fault_proxy(reg.addr)
-    proxy.fail_next(429, count=1, kind="manifest", retry_after=1)
+    proxy.fail_next(429, count=1, kind="manifest", retry_after=1,
+                    headers={"RateLimit-Remaining": "7;w=21600"})
     proxy.fail_next(503, count=1, kind="manifest")
     emu = make_apps(marathon, proxy.addr)
     d = start(daemon, emu)
@@ -162,6 +163,8 @@ def test_429_and_5xx_from_the_registry_are_retried(daemon, registry, marathon, f
     assert ended(d, "main-1")["state"] == "succeeded"
     assert proxy.count(kind="manifest") == 3
     assert d.metrics().get('autodeploy_registry_requests_total{result="retried"}') == 2
+    # Docker Hub's pull budget, as the registry last stated it.
+    assert d.metrics().get('autodeploy_registry_ratelimit_remaining{registry="%s"}' % proxy.addr) == 7
 
 
 def test_registry_url_maps_the_apps_registry_host(daemon, registry, marathon, tmp_path):
