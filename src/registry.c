@@ -171,9 +171,16 @@ static int plain_allowed(const struct registry *r, const char *host)
 {
     for (size_t i = 0; r->insecure[i]; i++)
         if (!strcmp(r->insecure[i], host)) return 1;
-    /* dockerd allows loopback registries over plain HTTP; so does autodeployd. */
-    return !strncmp(host, "127.", 4) || !strncmp(host, "localhost", 9) ||
-           !strncmp(host, "[::1]", 5);
+    /* dockerd allows loopback registries over plain HTTP; so does autodeployd: localhost,
+     * 127.x.y.z and [::1], each with an optional port, and nothing that merely starts so. */
+    size_t n = strcspn(host, host[0] == '[' ? "]" : ":");
+    if (host[0] == '[') n++;
+    const char *port = host + n;
+    if (*port && (*port != ':' || !port[1] || strspn(port + 1, "0123456789") != strlen(port + 1)))
+        return 0;
+    if (n == 9 && !strncmp(host, "localhost", 9)) return 1;
+    if (n == 5 && !strncmp(host, "[::1]", 5)) return 1;
+    return n > 4 && !strncmp(host, "127.", 4) && strspn(host, "0123456789.") == n;
 }
 
 /* 1 when host answered plain http after https failed. */
@@ -265,6 +272,14 @@ struct ask {
     char err[512];
 };
 
+/* What is left of the question's bound for one request (at least 100 ms, so that the last
+ * try is a real one). */
+static long time_left(const struct ask *a)
+{
+    int64_t left = a->deadline - now_ms();
+    return left < 100 ? 100 : (long)left;
+}
+
 /* Sends one request with auth_header (NULL: none) or Basic userpwd. */
 static int send_one(struct ask *a, const char *url, const char *auth_header, const char *userpwd,
                     struct httpc_resp *resp)
@@ -275,7 +290,7 @@ static int send_one(struct ask *a, const char *url, const char *auth_header, con
                             .auth_header = auth_header,
                             .userpwd = userpwd,
                             .ca_file = a->r->ca_file,
-                            .timeout_ms = a->r->timeout_ms,
+                            .timeout_ms = time_left(a),
                             .follow_redirects = a->follow ? HTTPC_FOLLOW_KEEP_AUTH_HOME : 0,
                             .max_response = 4 * 1024 * 1024};
     return httpc_do(&req, resp);
@@ -319,6 +334,15 @@ static void ask_token(struct ask *a, const struct regauth_challenge *ch, const c
 {
     char userpwd[REGAUTH_USER_MAX + REGAUTH_SECRET_MAX + 2], idt[REGAUTH_SECRET_MAX];
     credentials(a, userpwd, sizeof userpwd, idt, sizeof idt);
+    char base[512];
+    if (strncmp(ch->realm, "https://", 8) != 0 &&
+        (registry_base_url(a->r, a->host, base, sizeof base) < 0 || strncmp(base, "http://", 7))) {
+        /* A plain-http realm for a registry we reach over https: the credentials would travel
+         * in clear to whatever host the challenge named. Ask anonymously instead. */
+        OPENSSL_cleanse(userpwd, sizeof userpwd);
+        OPENSSL_cleanse(idt, sizeof idt);
+        userpwd[0] = idt[0] = '\0';
+    }
     struct buf form;
     buf_init(&form, 3 * REGAUTH_SECRET_MAX + 4096);
     int post = idt[0] && refresh_form(ch, scope, idt, &form) == 0;
@@ -329,7 +353,7 @@ static void ask_token(struct ask *a, const struct regauth_challenge *ch, const c
                             .content_type = "application/x-www-form-urlencoded",
                             .userpwd = userpwd[0] ? userpwd : NULL,
                             .ca_file = a->r->ca_file,
-                            .timeout_ms = a->r->timeout_ms,
+                            .timeout_ms = time_left(a),
                             .max_response = 256 * 1024};
     httpc_do(&req, resp);
     if (form.data) OPENSSL_cleanse(form.data, form.len);
@@ -378,6 +402,7 @@ static int retry_wait(struct ask *a, const struct httpc_resp *resp, int attempt)
 {
     long ms = 250L << (attempt < 5 ? attempt : 5);
     long ra = resp->retry_after[0] ? strtol(resp->retry_after, NULL, 10) : 0;
+    if (ra > 3600) ra = 3600; /* past any bound of ours anyway; no overflow below */
     if (ra > 0) ms = ra * 1000;
     int64_t left = a->deadline - now_ms();
     if (left <= 0 || (ra > 0 && ms > left)) return -1;
@@ -625,10 +650,21 @@ enum registry_result registry_tags(struct registry *r, const char *host, const c
     strcat(url, q);
     enum registry_result res = REGISTRY_OK;
     for (int page = 0; res == REGISTRY_OK; page++) {
+        if (page && now_ms() >= a.deadline) {
+            snprintf(a.err, sizeof a.err,
+                     "the tag list did not end within --registry-timeout "
+                     "(%d pages)",
+                     page);
+            res = REGISTRY_UNREACHABLE;
+            break;
+        }
         struct httpc_resp resp;
         res = ask_url(&a, url, &resp);
         int more = 0;
-        if (res == REGISTRY_OK && add_tags(&resp, tags, n, &cap) < 0) {
+        if (res == REGISTRY_OK && *n > 100000) {
+            snprintf(a.err, sizeof a.err, "the repository has more than 100,000 tags");
+            res = REGISTRY_ERROR;
+        } else if (res == REGISTRY_OK && add_tags(&resp, tags, n, &cap) < 0) {
             snprintf(a.err, sizeof a.err, "the tag list is not {\"tags\":[...]}");
             res = REGISTRY_ERROR;
         } else if (res == REGISTRY_OK && resp.link[0]) {

@@ -18,7 +18,7 @@
 #define SHARE_MS 3000
 
 struct verify_entry {
-    char key[PUSH_HOST_MAX + PUSH_REPO_MAX + PUSH_TAG_MAX + 4]; /* "" unused */
+    char key[PUSH_HOST_MAX + PUSH_REPO_MAX + PUSH_TAG_MAX + PUSH_DIGEST_MAX + 4]; /* "" unused */
     int busy;
     int64_t at;
     struct verify_answer a;
@@ -60,12 +60,15 @@ void job_verify(struct job *j, const char *host, struct verify_answer *out)
     struct deployer *d = j->d;
     struct verify_cache *c = d->verify;
     char key[sizeof c->e[0].key];
-    snprintf(key, sizeof key, "%s|%s|%s", host, j->p->repository, j->p->tag);
+    /* The push's digest is part of the question: a newer push of the same tag asks anew. */
+    snprintf(key, sizeof key, "%s|%s|%s|%s", host, j->p->repository, j->p->tag, j->p->digest);
     pthread_mutex_lock(&c->mu);
     struct verify_entry *e;
     while ((e = find(c, key)) && e->busy)
         pthread_cond_wait(&c->cv, &c->mu);
-    if (e && job_now(d) - e->at < SHARE_MS && e->a.res == REGISTRY_OK) {
+    /* Failures are shared too: the jobs of one push waiting on an unreachable registry each
+     * back off instead of asking it one after another. */
+    if (e && job_now(d) - e->at < SHARE_MS) {
         *out = e->a;
         pthread_mutex_unlock(&c->mu);
         return;
