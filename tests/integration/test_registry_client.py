@@ -214,3 +214,60 @@ def test_ping(registry, tmp_path):
     assert r.returncode == 3 and "nope-Nope-1" not in r.stdout + r.stderr, r
     r = ask("--registry-timeout", "1s", "ping", "127.0.0.1:%d" % free_port())
     assert r.returncode == 4, r
+
+
+def test_no_credentials_to_a_plain_http_realm_of_an_https_registry(tmp_path):
+    """A registry reached over https whose challenge names a plain-http token realm on another
+    host: the credentials are not sent there in clear (the token is asked anonymously)."""
+    import http.server
+    import subprocess
+    import threading
+
+    d = tmp_path / "tls"
+    d.mkdir()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(d / "key.pem"), "-out", str(d / "cert.pem"), "-days", "2", "-subj",
+                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    seen = []
+
+    class Realm(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            seen.append(dict(self.headers))
+            body = b'{"token":"anonymous-nothing"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    realm = http.server.ThreadingHTTPServer(("127.0.0.2", 0), Realm)
+    threading.Thread(target=realm.serve_forever, daemon=True).start()
+    addr = "127.0.0.1:%d" % free_port()
+    (d / "cfg.yml").write_text(
+        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\n"
+        "http:\n  addr: %s\n  secret: x\n  tls:\n    certificate: %s\n    key: %s\n"
+        "auth:\n  token:\n    realm: http://127.0.0.2:%d/token\n    service: reg\n"
+        "    issuer: test\n    rootcertbundle: %s\n"
+        % (d / "data", addr, d / "cert.pem", d / "key.pem", realm.server_address[1],
+           d / "cert.pem"))
+    with open(d / "registry.log", "wb") as log:
+        proc = subprocess.Popen(["docker-registry", "serve", str(d / "cfg.yml")], stdout=log,
+                                stderr=log, stdin=subprocess.DEVNULL)
+        try:
+            auth = auth_file(tmp_path, addr, password="never-In-Clear-9")
+            ca = ["--registry-ca", str(d / "cert.pem")]
+            from conftest import wait_for as _wait
+            r = _wait(lambda: (lambda x: x if x.returncode == 3 else None)(
+                ask(*ca, "digest", addr + "/team/app:main-1", auth=auth)), timeout=15,
+                what="the registry refusing the anonymous token")
+            assert seen and all("Authorization" not in h for h in seen), seen
+            assert "never-In-Clear-9" not in r.stdout + r.stderr
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+            realm.shutdown()
+            realm.server_close()
