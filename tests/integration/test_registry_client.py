@@ -5,10 +5,11 @@ a key the test makes, as Docker Hub and Harbor do); a fault proxy in front for 4
 paginated tag lists. Passwords never appear in what the command prints.
 """
 import base64
+import contextlib
 import json
-import os
+import subprocess
 
-from conftest import free_port, run_cli
+from conftest import free_port, run_cli, wait_for
 from oci_images import write_image
 from registry_helpers import fault_proxy, registry, token_server  # noqa: F401
 
@@ -20,6 +21,56 @@ def auth_file(tmp_path, host, user=USER, password=PASSWORD):
     cred = base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
     path.write_text(json.dumps({"auths": {host: {"auth": cred}}}))
     return str(path)
+
+
+def recording_server(host, body, content_type):
+    """A loopback HTTP server answering every GET with body, recording each request's headers
+    in the list it returns beside the server (stop it with shutdown() and server_close())."""
+    import http.server
+    import threading
+
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            seen.append(dict(self.headers))
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = http.server.ThreadingHTTPServer((host, 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, seen
+
+
+@contextlib.contextmanager
+def tls_registry(tmp_path, extra=""):
+    """docker-registry on loopback speaking TLS with a certificate of the test's own (the CA
+    file is yielded with the address); extra is appended to its config."""
+    d = tmp_path / "tls"
+    d.mkdir()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(d / "key.pem"), "-out", str(d / "cert.pem"), "-days", "2", "-subj",
+                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    addr = "127.0.0.1:%d" % free_port()
+    (d / "cfg.yml").write_text(
+        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\n"
+        "http:\n  addr: %s\n  secret: x\n  tls:\n    certificate: %s\n    key: %s\n%s"
+        % (d / "data", addr, d / "cert.pem", d / "key.pem", extra))
+    with open(d / "registry.log", "wb") as log:
+        proc = subprocess.Popen(["docker-registry", "serve", str(d / "cfg.yml")], stdout=log,
+                                stderr=log, stdin=subprocess.DEVNULL)
+        try:
+            yield addr, str(d / "cert.pem")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
 
 
 def ask(*args, auth=None):
@@ -121,35 +172,13 @@ def test_unreachable_registry(tmp_path):
 def test_https_registry_with_a_private_ca(tmp_path):
     """A loopback registry that speaks TLS with a certificate of the test's own CA: reached
     over https with --registry-ca; without it nothing is read."""
-    import subprocess
-
-    from conftest import wait_for as _wait
-    d = tmp_path / "tls"
-    d.mkdir()
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
-                    str(d / "key.pem"), "-out", str(d / "cert.pem"), "-days", "2", "-subj",
-                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True, timeout=60)
-    addr = "127.0.0.1:%d" % free_port()
-    (d / "cfg.yml").write_text(
-        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\n"
-        "http:\n  addr: %s\n  secret: x\n  tls:\n    certificate: %s\n    key: %s\n"
-        % (d / "data", addr, d / "cert.pem", d / "key.pem"))
-    with open(d / "registry.log", "wb") as log:
-        proc = subprocess.Popen(["docker-registry", "serve", str(d / "cfg.yml")], stdout=log,
-                                stderr=log, stdin=subprocess.DEVNULL)
-        try:
-            ca = ["--registry-ca", str(d / "cert.pem")]
-            _wait(lambda: ask(*ca, "tags", addr + "/team/app").returncode == 1, timeout=15,
-                  what="the TLS registry answering (404: no such repository yet)")
-            # Without the CA nothing is read: the certificate is refused (the release build says
-            # so; whatever the TLS error, plain http to a TLS server gets nowhere either).
-            r = ask("--registry-timeout", "20s", "tags", addr + "/team/app")
-            assert r.returncode in (4, 5) and not r.stdout, r
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
-
+    with tls_registry(tmp_path) as (addr, cert):
+        wait_for(lambda: ask("--registry-ca", cert, "tags", addr + "/team/app").returncode == 1,
+                 timeout=15, what="the TLS registry answering (404: no such repository yet)")
+        # Without the CA nothing is read: the certificate is refused (the release build says
+        # so; whatever the TLS error, plain http to a TLS server gets nowhere either).
+        r = ask("--registry-timeout", "20s", "tags", addr + "/team/app")
+        assert r.returncode in (4, 5) and not r.stdout, r
 
 def test_identity_token_is_exchanged_for_an_access_token(registry, tmp_path):
     """config.json may hold an identity token (an OAuth2 refresh token, as `docker login` to
@@ -171,30 +200,12 @@ def test_identity_token_is_exchanged_for_an_access_token(registry, tmp_path):
 def test_blob_redirect_is_followed_without_the_credentials(registry, fault_proxy, tmp_path):
     """Registries send blobs from their storage (S3, a CDN) by redirect: the config blob is
     fetched there, and the registry's credentials do not travel with the redirect."""
-    import http.server
-    import threading
-
     reg = registry("htpasswd")
     d1 = pushed(reg, tmp_path)
     manifest, _, _ = reg.manifest("team/app:main-1")
     config_digest = manifest["config"]["digest"]
     blob = reg.blob("team/app", config_digest)
-    seen = []
-
-    class Storage(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *a):
-            pass
-
-        def do_GET(self):
-            seen.append(dict(self.headers))
-            self.send_response(200)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(len(blob)))
-            self.end_headers()
-            self.wfile.write(blob)
-
-    storage = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Storage)
-    threading.Thread(target=storage.serve_forever, daemon=True).start()
+    storage, seen = recording_server("127.0.0.1", blob, "application/octet-stream")
     try:
         proxy = fault_proxy(reg.addr)
         where = "http://127.0.0.1:%d/blobs/%s" % (storage.server_address[1], config_digest)
@@ -220,55 +231,21 @@ def test_ping(registry, tmp_path):
 def test_no_credentials_to_a_plain_http_realm_of_an_https_registry(tmp_path):
     """A registry reached over https whose challenge names a plain-http token realm on another
     host: the credentials are not sent there in clear (the token is asked anonymously)."""
-    import http.server
-    import subprocess
-    import threading
-
-    d = tmp_path / "tls"
-    d.mkdir()
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
-                    str(d / "key.pem"), "-out", str(d / "cert.pem"), "-days", "2", "-subj",
-                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True, timeout=60)
-    seen = []
-
-    class Realm(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *a):
-            pass
-
-        def do_GET(self):
-            seen.append(dict(self.headers))
-            body = b'{"token":"anonymous-nothing"}'
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    realm = http.server.ThreadingHTTPServer(("127.0.0.2", 0), Realm)
-    threading.Thread(target=realm.serve_forever, daemon=True).start()
-    addr = "127.0.0.1:%d" % free_port()
-    (d / "cfg.yml").write_text(
-        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\n"
-        "http:\n  addr: %s\n  secret: x\n  tls:\n    certificate: %s\n    key: %s\n"
-        "auth:\n  token:\n    realm: http://127.0.0.2:%d/token\n    service: reg\n"
-        "    issuer: test\n    rootcertbundle: %s\n"
-        % (d / "data", addr, d / "cert.pem", d / "key.pem", realm.server_address[1],
-           d / "cert.pem"))
-    with open(d / "registry.log", "wb") as log:
-        proc = subprocess.Popen(["docker-registry", "serve", str(d / "cfg.yml")], stdout=log,
-                                stderr=log, stdin=subprocess.DEVNULL)
-        try:
+    realm, seen = recording_server("127.0.0.2", b'{"token":"anonymous-nothing"}',
+                                   "application/json")
+    extra = ("auth:\n  token:\n    realm: http://127.0.0.2:%d/token\n    service: reg\n"
+             "    issuer: test\n    rootcertbundle: %s\n")
+    try:
+        with tls_registry(tmp_path, extra % (realm.server_address[1],
+                                             tmp_path / "tls" / "cert.pem")) as (addr, cert):
             auth = auth_file(tmp_path, addr, password="never-In-Clear-9")
-            ca = ["--registry-ca", str(d / "cert.pem")]
-            from conftest import wait_for as _wait
-            r = _wait(lambda: (lambda x: x if x.returncode == 3 else None)(
-                ask(*ca, "digest", addr + "/team/app:main-1", auth=auth)), timeout=15,
-                what="the registry refusing the anonymous token")
+
+            def refused():
+                r = ask("--registry-ca", cert, "digest", addr + "/team/app:main-1", auth=auth)
+                return r if r.returncode == 3 else None
+            r = wait_for(refused, timeout=15, what="the registry refusing the anonymous token")
             assert seen and all("Authorization" not in h for h in seen), seen
             assert "never-In-Clear-9" not in r.stdout + r.stderr
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
-            realm.shutdown()
-            realm.server_close()
+    finally:
+        realm.shutdown()
+        realm.server_close()
