@@ -21,6 +21,7 @@
 #define PUSH_DIGEST_MAX 72
 #define PUSH_MEDIA_MAX 96
 #define PUSH_PUSHER_MAX 128
+#define PUSH_SOURCE_MAX 24
 
 /* One tagged image push, copied out of the envelope (owns no pointers; copy by value). */
 struct push {
@@ -33,6 +34,9 @@ struct push {
     char digest[PUSH_DIGEST_MAX]; /* "sha256:<64 hex>" */
     char media_type[PUSH_MEDIA_MAX];
     char pusher[PUSH_PUSHER_MAX]; /* actor.name; control characters removed, may be "" */
+    char source[PUSH_SOURCE_MAX]; /* how it reached us: "registry" (a Distribution
+                                     notification), "reconcile", or another webhook source's
+                                     name; "" reads as "registry" */
     unsigned long long seq;       /* set by the queue when accepted: its place in the records */
     unsigned long long jid;       /* id in the state file (journal.h); 0 when not journaled */
     int replayed;                 /* queued again from the state file at start */

@@ -100,6 +100,7 @@ static char *push_line(const struct push *p, unsigned long long id)
     add_field(&b, "digest", p->digest, 0);
     add_field(&b, "media_type", p->media_type, 0);
     add_field(&b, "pusher", p->pusher, 0);
+    if (p->source[0]) add_field(&b, "source", p->source, 0);
     if (buf_adds(&b, "}}\n") < 0) {
         buf_free(&b);
         return NULL;
@@ -141,6 +142,10 @@ static int push_parse(const cJSON *o, struct push *p)
         !(ns->valuedouble >= -9.2e18 && ns->valuedouble <= 9.2e18))
         return -1;
     p->timestamp_ns = (int64_t)ns->valuedouble;
+    /* "source" is optional: state files written before it existed lack it. */
+    if (cJSON_GetObjectItemCaseSensitive(o, "source") &&
+        copy_str(o, "source", p->source, sizeof p->source) < 0)
+        return -1;
     if (!ref_valid_repository(p->repository) || !ref_valid_tag(p->tag) ||
         !ref_valid_digest(p->digest) || (p->host[0] && !ref_valid_host(p->host)))
         return -1;

@@ -350,6 +350,7 @@ int pushq_recent_json(struct pushq *q, struct buf *b)
         add_field(b, "digest", r->p.digest, 1);
         add_field(b, "media_type", r->p.media_type, 1);
         add_field(b, "pusher", r->p.pusher, 1);
+        add_field(b, "source", r->p.source[0] ? r->p.source : "registry", 1);
         add_field(b, "state", r->state, 1);
         if (r->p.replayed) rc |= buf_adds(b, ",\"replayed\":true");
         rc |= buf_adds(b, "}");

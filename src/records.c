@@ -132,6 +132,7 @@ static void record_json(const struct record *r, struct buf *b)
     add_str(b, "digest", r->push.digest);
     add_str(b, "registry", r->push.host);
     add_str(b, "pusher", r->push.pusher);
+    add_str(b, "source", r->push.source[0] ? r->push.source : "registry");
     add_str(b, "event_id", r->push.event_id);
     add_str(b, "pushed_at", r->push.timestamp);
     add_str(b, "old_image", r->old_image);
