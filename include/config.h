@@ -65,6 +65,7 @@ struct config {
     int rollback_on_failure;
     long deploy_timeout_ms; /* from Marathon's acceptance of the update to the deployment's end */
     long update_timeout_ms; /* getting the update accepted: locks, 5xx, 403, lost answers */
+    long reconcile_interval_ms; /* 0: no reconcile */
     long deploy_workers;
     long poll_interval_ms;
     long shutdown_grace_ms;

@@ -183,4 +183,56 @@ enum decide_owner decide_owner(const struct app_view *v, const char *our_image,
                                const char *our_digest, const char *our_version, char *reason,
                                size_t reasonlen);
 
+/* ---------------------------------------------------------------- reconcile
+ * What an app should run, chosen from what the registry has (reconcile.c asks, these decide).
+ * A candidate is one tag of a repository some pattern of the app names. */
+struct reconcile_candidate {
+    const char *host;       /* registry host ("" : Docker Hub) */
+    const char *repository; /* as the pattern names it */
+    const char *tag;
+    const char *digest; /* the tag's digest, NULL or "" when not (yet) asked */
+    int64_t created_ns; /* the image config's created time; 0 when missing or the epoch */
+    int exact;          /* named by a pattern without wildcards: its digest came from HEAD */
+};
+
+/* How the candidates that match an app are ordered. */
+enum reconcile_mode {
+    RECONCILE_NONE = 0, /* no candidate matches */
+    RECONCILE_SEMVER,   /* a semver: pattern matches some: the highest version in range */
+    RECONCILE_EXACT,    /* only tags named exactly match: the tag's digest decides */
+    RECONCILE_NEWEST,   /* glob or regex: the newest image by created time (needs created_ns of
+                           every matching candidate) */
+};
+
+/* Which candidates match the app's patterns ms when it runs image (NULL: unknown), with the
+ * webhook's rule (decide_match: a semver: pattern never goes below the running version);
+ * matched[i] receives 1 or 0. Returns the mode that orders them. */
+enum reconcile_mode decide_reconcile_mode(const match_set *ms, const char *image,
+                                          const struct reconcile_candidate *c, size_t n,
+                                          unsigned char *matched);
+
+enum reconcile_action {
+    RECONCILE_NOTHING = 0, /* the app runs what the rules choose */
+    RECONCILE_DEPLOY,      /* deploy candidate pick (its digest may still have to be asked) */
+    RECONCILE_ADOPT,       /* the app runs the exact tag but autodeployd never recorded its
+                              digest: candidate pick's digest is the baseline, nothing deploys */
+};
+
+struct reconcile_verdict {
+    enum reconcile_action action;
+    int pick; /* candidate index for DEPLOY and ADOPT, else -1 */
+    char reason[DECIDE_REASON_MAX];
+};
+
+/* Chooses what the app should run: semver: the highest matching version, deployed when it is
+ * not the running tag; exact tag: deployed when its digest differs from the one the app is
+ * known to run (label autodeploy.digest, else the image's @digest, else baseline: a digest
+ * remembered from an earlier adoption; none known: ADOPT); glob/regex: the newest by created time
+ * (a missing created counts as older than any dated image, ties by tag name), deployed only when
+ * newer than the image the app runs (when that is among the candidates). digest_label and
+ * baseline may be NULL. Returns 0; the verdict is in *out. */
+int decide_reconcile(const match_set *ms, const char *image, const char *digest_label,
+                     const char *baseline, const struct reconcile_candidate *c, size_t n,
+                     struct reconcile_verdict *out);
+
 #endif

@@ -89,6 +89,17 @@ int deployer_plan_json(struct deployer *d, const char *image_ref, struct buf *b)
  * "marathon_error" when unreachable) and returns 1 when Marathon is reachable. */
 int deployer_health_json(struct deployer *d, struct buf *b);
 
+/* GET /v1/reconcile: what a reconcile cycle would do now, changing nothing:
+ * {"apps":[{"id","image","action":"deploy|adopt|nothing|skipped","new_image","reason"}],
+ * "dry_run":true,"repositories":N,"requests":{"tags_list","head","created"},...}. Asks Marathon
+ * and the registries: call it off the HTTP threads. Returns the HTTP status (200; 502 when
+ * Marathon cannot be read; 503 when reconcile is not possible: no registry client). */
+int deployer_reconcile_preview_json(struct deployer *d, struct buf *b);
+
+/* POST /v1/reconcile: starts a cycle now (the next one is then due an interval later).
+ * Returns 0, or -1 when reconcile is not possible. Never blocks on I/O. */
+int deployer_reconcile_now(struct deployer *d);
+
 /* Declares the deployer's metric families. */
 void deployer_metrics_declare(void);
 

@@ -33,6 +33,7 @@ struct slot {
     struct waiting *waiting, *waiting_tail; /* in arrival order */
     int queued;                             /* in the ready list */
     int running;                            /* a worker runs its job */
+    char last_digest[PUSH_DIGEST_MAX];      /* the digest its last job chose ("" none yet) */
     struct slot *next;                      /* all slots */
     struct slot *ready_next;                /* ready list */
 };
@@ -72,7 +73,8 @@ struct deployer {
     struct verify_cache *verify; /* answers shared by the jobs of one push */
     struct slot *slots, *ready_head, *ready_tail;
     struct record records[RECORDS];
-    struct journal *journal; /* NULL without --state-file */
+    struct journal *journal;       /* NULL without --state-file */
+    struct reconciler *reconciler; /* NULL without a registry client (unit tests) */
     uint64_t seq;
 };
 
@@ -131,6 +133,13 @@ long job_backoff_ms(int attempt);
  * app are seen together by the job that chooses among them). */
 void job_submit(struct deployer *d, struct waiting **w, size_t n, const char *const *app_ids);
 
+/* Reconcile's push p for app_id alone (not matched against other apps): queued unless a job for
+ * the app is pending or running, or the app's last job chose p's digest already (a failed
+ * deploy is not retried every cycle). Returns 0 when queued, 1 when not (why says why), -1 out
+ * of memory. */
+int job_submit_reconciled(struct deployer *d, const struct push *p, const char *app_id, char *why,
+                          size_t whylen);
+
 /* ---- verify.c */
 struct verify_cache;
 struct verify_cache *verify_cache_new(void);
@@ -138,6 +147,19 @@ void verify_cache_free(struct verify_cache *c);
 /* Asks the registry at host for the chosen push's tag, sharing answers between the jobs of one
  * push (see verify.c). */
 void job_verify(struct job *j, const char *host, struct verify_answer *out);
+
+/* ---- reconcile.c (see there) */
+struct reconciler;
+struct reconciler *reconciler_new(struct deployer *d);
+int reconciler_start(struct reconciler *rc);
+/* Ends the cycle under way at its next question and joins the thread. */
+void reconciler_stop(struct reconciler *rc);
+void reconciler_free(struct reconciler *rc);
+/* Runs a cycle now (POST /v1/reconcile). */
+void reconciler_wake(struct reconciler *rc);
+/* Runs a dry cycle in the calling thread and appends its plan; returns the HTTP status. */
+int reconciler_preview_json(struct reconciler *rc, struct buf *b);
+void reconciler_metrics_declare(void);
 
 /* ---- dispatch.c */
 void *dispatch_main(void *arg);
@@ -156,6 +178,8 @@ void job_follow(struct job *j, int landed);
 
 /* ---- records.c */
 uint64_t record_new(struct deployer *d, const struct push *p, const char *app_id);
+uint64_t record_new_locked(struct deployer *d, const struct push *p,
+                           const char *app_id); /* mu held */
 /* Updates a record; NULL leaves a field as it is. */
 void record_set(struct deployer *d, uint64_t seq, const char *state, const char *reason,
                 const char *task_message);

@@ -21,6 +21,7 @@ struct listed_app {
     char *channel; /* "labels"."autodeploy.slack-channel" */
     char *paused;  /* "labels"."autodeploy.paused" */
     char *pin;     /* "labels"."autodeploy.pin-digest" */
+    char *digest;  /* "labels"."autodeploy.digest": what autodeployd last deployed */
 };
 
 struct listing_block;

@@ -68,6 +68,21 @@ int match_test_semver(const match_set *ms, const struct match_subject *s, char *
  */
 int match_describe(const match_set *ms, char *buf, size_t len);
 
+/* What a registry must be asked about one pattern (reconcile lists what could match). Strings
+ * are borrowed from the set and live as long as it (or the caller's cache reference) does. */
+struct match_target {
+    const char *host;       /* registry host written in the pattern; NULL when none is */
+    const char *repository; /* the repository every match names; NULL when it has wildcards
+                               (--allow-repository-wildcards): no registry can be asked */
+    const char *tag;        /* a glob naming exactly one tag (no wildcard, e.g. "latest");
+                               NULL for wildcards, regex: and semver: patterns */
+    int semver;             /* a semver: pattern */
+};
+
+/* Writes the targets of the first max patterns of ms to out; returns how many patterns ms has
+ * (at most 64). Pure; safe from several threads. */
+size_t match_targets(const match_set *ms, struct match_target *out, size_t max);
+
 /* Frees a set from match_compile; match_free(NULL) does nothing. Never pass a cached set. */
 void match_free(match_set *ms);
 

@@ -48,6 +48,12 @@ void pushq_set_hooks(struct pushq *q, const struct pushq_hooks *h);
 /* Offers one push, copied. Thread-safe; never blocks on I/O. */
 enum pushq_result pushq_offer(struct pushq *q, const struct push *p);
 
+/* Remembers a push found another way (reconcile) as if it had been accepted, without queueing
+ * it: a notification of the same repository:tag and digest arriving later is a duplicate, and
+ * GET /v1/pushes lists it with state. Sets p->seq. Returns PUSHQ_ACCEPTED when it was new,
+ * PUSHQ_DUPLICATE when a push of that digest was already seen. Thread-safe; no I/O. */
+enum pushq_result pushq_remember(struct pushq *q, struct push *p, const char *state);
+
 /* Waits for the next push and copies it to out. Returns 0 with a push, -1 once the queue is
  * closed (what was still queued stays unread). While paused, waits even if pushes are queued. */
 int pushq_take(struct pushq *q, struct push *out);

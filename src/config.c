@@ -227,6 +227,11 @@ static const struct opt opts[] = {
      "how long an update may wait for another deployment's lock and retry Marathon's 5xx, 403 "
      "and lost answers before it is given up",
      NULL, 1},
+    {"reconcile-interval", OPT_DURATION, OFF(reconcile_interval_ms), "5m", 0, 7L * 24 * 3600 * 1000,
+     "DURATION",
+     "how often the registry is asked what the labelled apps should run, to deploy what a lost "
+     "notification missed (+-10% jitter; 0: never)",
+     NULL, 1},
     {"deploy-workers", OPT_LONG, OFF(deploy_workers), "4", 1, 64, "N",
      "apps deployed in parallel at most", NULL, 0},
     {"poll-interval", OPT_DURATION, OFF(poll_interval_ms), "5s", 100, 600L * 1000, "DURATION",

@@ -414,3 +414,158 @@ enum decide_owner decide_owner(const struct app_view *v, const char *our_image,
              want, msg && *msg ? "; last task failure: " : "", msg ? msg : "");
     return OWNER_FAILED;
 }
+
+/* ---------------------------------------------------------------- reconcile */
+
+/* Candidate c as a push, for the matching rule (only host, repository and tag are read). */
+static void candidate_push(const struct reconcile_candidate *c, struct push *p)
+{
+    p->host[0] = p->repository[0] = p->tag[0] = '\0';
+    snprintf(p->host, sizeof p->host, "%s", c->host ? c->host : "");
+    snprintf(p->repository, sizeof p->repository, "%s", c->repository);
+    snprintf(p->tag, sizeof p->tag, "%s", c->tag);
+}
+
+enum reconcile_mode decide_reconcile_mode(const match_set *ms, const char *image,
+                                          const struct reconcile_candidate *c, size_t n,
+                                          unsigned char *matched)
+{
+    int any = 0, semver_any = 0, all_exact = 1;
+    struct push p;
+    memset(&p, 0, sizeof p);
+    for (size_t i = 0; i < n; i++) {
+        int sv = 0;
+        candidate_push(&c[i], &p);
+        matched[i] = (unsigned char)decide_match(ms, image, &p, NULL, 0, &sv);
+        if (!matched[i]) continue;
+        any = 1;
+        semver_any |= sv;
+        all_exact &= c[i].exact;
+    }
+    if (!any) return RECONCILE_NONE;
+    if (semver_any) return RECONCILE_SEMVER;
+    return all_exact ? RECONCILE_EXACT : RECONCILE_NEWEST;
+}
+
+/* 1 when image names candidate c's repository and tag (the host is not compared: the app's
+ * registry is the one asked). */
+static int runs(const struct image_ref *cur, const struct reconcile_candidate *c)
+{
+    return !strcmp(cur->repository, c->repository) && !strcmp(cur->tag, c->tag);
+}
+
+/* Orders candidates by created time (missing = oldest), then tag name. */
+static int created_cmp(const struct reconcile_candidate *a, const struct reconcile_candidate *b)
+{
+    if (a->created_ns != b->created_ns) return a->created_ns > b->created_ns ? 1 : -1;
+    return strcmp(a->tag, b->tag);
+}
+
+static int verdict(struct reconcile_verdict *out, enum reconcile_action a, int pick,
+                   const char *fmt, const char *x, const char *y)
+{
+    out->action = a;
+    out->pick = pick;
+    snprintf(out->reason, sizeof out->reason, fmt, x ? x : "", y ? y : "");
+    return 0;
+}
+
+static int choose_semver(const match_set *ms, const char *image, const struct image_ref *cur,
+                         const struct reconcile_candidate *c, size_t n,
+                         const unsigned char *matched, struct reconcile_verdict *out)
+{
+    struct push a, b;
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    int best = -1;
+    for (size_t i = 0; i < n; i++) {
+        int sv = 0;
+        if (!matched[i]) continue;
+        candidate_push(&c[i], &a);
+        if (!decide_match(ms, image, &a, NULL, 0, &sv) || !sv) continue;
+        if (best >= 0) candidate_push(&c[best], &b);
+        if (best < 0 || newer(&a, &b, 1)) best = (int)i;
+    }
+    if (best < 0) return verdict(out, RECONCILE_NOTHING, -1, "no version in range%s%s", "", "");
+    if (cur && runs(cur, &c[best]))
+        return verdict(out, RECONCILE_NOTHING, -1, "runs the highest version in range (%.100s)%s",
+                       c[best].tag, "");
+    return verdict(out, RECONCILE_DEPLOY, best, "%.100s is the highest version in range%s",
+                   c[best].tag, "");
+}
+
+static int choose_exact(const char *image, const struct image_ref *cur, const char *digest_label,
+                        const char *baseline, const struct reconcile_candidate *c, size_t n,
+                        const unsigned char *matched, struct reconcile_verdict *out)
+{
+    int pick = -1;
+    for (size_t i = 0; i < n; i++)
+        if (matched[i] && (pick < 0 || (cur && runs(cur, &c[i])))) pick = (int)i;
+    const struct reconcile_candidate *x = &c[pick];
+    if (!x->digest || !x->digest[0])
+        return verdict(out, RECONCILE_NOTHING, -1, "the registry gave no digest for %.100s%s",
+                       x->tag, "");
+    if (!cur || !runs(cur, x))
+        return verdict(out, RECONCILE_DEPLOY, pick, "the app runs %.200s, not %.100s", image,
+                       x->tag);
+    const char *known = digest_label && digest_label[0] ? digest_label
+                        : cur->digest[0]                ? cur->digest
+                                                        : baseline;
+    if (!known || !known[0])
+        return verdict(out, RECONCILE_ADOPT, pick,
+                       "deployed by hand: the digest it runs was never recorded; %.80s becomes "
+                       "the baseline%s",
+                       x->digest, "");
+    if (!strcmp(known, x->digest))
+        return verdict(out, RECONCILE_NOTHING, -1, "runs the tag's current digest%s%s", "", "");
+    return verdict(out, RECONCILE_DEPLOY, pick, "the tag moved to %.80s (the app runs %.80s)",
+                   x->digest, known);
+}
+
+static int choose_newest(const struct image_ref *cur, const struct reconcile_candidate *c, size_t n,
+                         const unsigned char *matched, struct reconcile_verdict *out)
+{
+    int best = -1, running = -1;
+    for (size_t i = 0; i < n; i++) {
+        if (!matched[i]) continue;
+        if (cur && runs(cur, &c[i])) running = (int)i;
+        if (best < 0 || created_cmp(&c[i], &c[best]) > 0) best = (int)i;
+    }
+    if (running >= 0 && c[running].created_ns >= c[best].created_ns)
+        return verdict(out, RECONCILE_NOTHING, -1, "runs the newest matching image (%.100s)%s",
+                       c[running].tag, "");
+    if (running >= 0)
+        return verdict(out, RECONCILE_DEPLOY, best,
+                       "%.100s is newer than %.100s, which the app runs", c[best].tag,
+                       c[running].tag);
+    return verdict(out, RECONCILE_DEPLOY, best,
+                   "%.100s is the newest matching image; the app runs none of them%s", c[best].tag,
+                   "");
+}
+
+int decide_reconcile(const match_set *ms, const char *image, const char *digest_label,
+                     const char *baseline, const struct reconcile_candidate *c, size_t n,
+                     struct reconcile_verdict *out)
+{
+    memset(out, 0, sizeof *out);
+    out->pick = -1;
+    unsigned char stack[64], *matched = n <= sizeof stack ? stack : malloc(n);
+    if (!matched) return verdict(out, RECONCILE_NOTHING, -1, "out of memory%s%s", "", "");
+    struct image_ref ref, *cur = image && ref_parse_image(image, &ref) == 0 ? &ref : NULL;
+    switch (decide_reconcile_mode(ms, image, c, n, matched)) {
+    case RECONCILE_NONE:
+        verdict(out, RECONCILE_NOTHING, -1, "no tag in the registry matches the label%s%s", "", "");
+        break;
+    case RECONCILE_SEMVER:
+        choose_semver(ms, image, cur, c, n, matched, out);
+        break;
+    case RECONCILE_EXACT:
+        choose_exact(image, cur, digest_label, baseline, c, n, matched, out);
+        break;
+    case RECONCILE_NEWEST:
+        choose_newest(cur, c, n, matched, out);
+        break;
+    }
+    if (matched != stack) free(matched);
+    return 0;
+}

@@ -188,6 +188,23 @@ void deployer_metrics_declare(void)
                               "end.",
                               bounds, (int)(sizeof bounds / sizeof bounds[0]));
     marathon_metrics_declare();
+    reconciler_metrics_declare();
+}
+
+int deployer_reconcile_preview_json(struct deployer *d, struct buf *b)
+{
+    if (!d->reconciler || !d->registry) {
+        buf_adds(b, "{\"error\":\"reconcile needs the registry client\"}");
+        return 503;
+    }
+    return reconciler_preview_json(d->reconciler, b);
+}
+
+int deployer_reconcile_now(struct deployer *d)
+{
+    if (!d->reconciler) return -1;
+    reconciler_wake(d->reconciler);
+    return 0;
 }
 
 int deployer_records_json(struct deployer *d, struct buf *b)
@@ -218,16 +235,55 @@ static void ready_append(struct deployer *d, struct slot *s)
     pthread_cond_signal(&d->cv);
 }
 
+static int is_reconcile(const struct push *p)
+{
+    return !strcmp(p->source, "reconcile");
+}
+
+static int same_image(const struct push *a, const struct push *b)
+{
+    return !strcmp(a->repository, b->repository) && !strcmp(a->tag, b->tag) &&
+           !strcmp(a->digest, b->digest);
+}
+
+/* A notification joins a slot where reconcile already queued the same image for the app: the
+ * reconcile push leaves (to *dropped), so the job sees one push and reports it once. Call with
+ * d->mu held. */
+static void drop_reconciled(struct slot *s, const struct push *p, struct waiting **dropped)
+{
+    if (is_reconcile(p)) return;
+    for (struct waiting **pp = &s->waiting; *pp;) {
+        struct waiting *x = *pp;
+        if (!is_reconcile(&x->push) || !same_image(&x->push, p)) {
+            pp = &x->next;
+            continue;
+        }
+        *pp = x->next;
+        x->next = *dropped;
+        *dropped = x;
+    }
+    s->waiting_tail = NULL;
+    for (struct waiting *x = s->waiting; x; x = x->next)
+        s->waiting_tail = x;
+}
+
+static struct slot *slot_get(struct deployer *d, const char *app_id)
+{
+    struct slot *s = slot_find(d, app_id);
+    if (!s && (s = calloc(1, sizeof *s)) != NULL) {
+        snprintf(s->app_id, sizeof s->app_id, "%s", app_id); /* ids checked < 256 */
+        s->next = d->slots;
+        d->slots = s;
+    }
+    return s;
+}
+
 void job_submit(struct deployer *d, struct waiting **w, size_t n, const char *const *app_ids)
 {
+    struct waiting *dropped = NULL;
     pthread_mutex_lock(&d->mu);
     for (size_t i = 0; i < n; i++) {
-        struct slot *s = slot_find(d, app_ids[i]);
-        if (!s && (s = calloc(1, sizeof *s)) != NULL) {
-            snprintf(s->app_id, sizeof s->app_id, "%s", app_ids[i]); /* ids checked < 256 */
-            s->next = d->slots;
-            d->slots = s;
-        }
+        struct slot *s = slot_get(d, app_ids[i]);
         if (!s) { /* out of memory: the push is lost for this app, say so */
             pthread_mutex_unlock(&d->mu);
             finish_skipped(d, w[i]->record, &w[i]->push, app_ids[i], NULL, "failed", REPORT_FAILED,
@@ -237,6 +293,7 @@ void job_submit(struct deployer *d, struct waiting **w, size_t n, const char *co
             pthread_mutex_lock(&d->mu);
             continue;
         }
+        drop_reconciled(s, &w[i]->push, &dropped);
         w[i]->next = NULL;
         if (s->waiting_tail)
             s->waiting_tail->next = w[i];
@@ -246,10 +303,50 @@ void job_submit(struct deployer *d, struct waiting **w, size_t n, const char *co
         if (!s->queued && !s->running) ready_append(d, s);
     }
     pthread_mutex_unlock(&d->mu);
+    while (dropped) {
+        struct waiting *x = dropped;
+        dropped = x->next;
+        record_set(d, x->record, "duplicate",
+                   "the registry's notification of the same image "
+                   "arrived: it deploys instead",
+                   NULL);
+        free(x);
+    }
+}
+
+int job_submit_reconciled(struct deployer *d, const struct push *p, const char *app_id, char *why,
+                          size_t whylen)
+{
+    struct waiting *w = calloc(1, sizeof *w);
+    if (!w) {
+        snprintf(why, whylen, "out of memory");
+        return -1;
+    }
+    w->push = *p;
+    pthread_mutex_lock(&d->mu);
+    struct slot *s = slot_get(d, app_id);
+    const char *busy = !s                                   ? "out of memory"
+                       : s->running || s->waiting           ? "a deployment job for the app is "
+                                                              "pending or running"
+                       : !strcmp(s->last_digest, p->digest) ? "autodeployd already handled this "
+                                                              "image for the app"
+                                                            : NULL;
+    if (busy) {
+        pthread_mutex_unlock(&d->mu);
+        snprintf(why, whylen, "%s", busy);
+        free(w);
+        return 1;
+    }
+    w->record = record_new_locked(d, p, app_id);
+    s->waiting = s->waiting_tail = w;
+    ready_append(d, s);
+    pthread_mutex_unlock(&d->mu);
+    return 0;
 }
 
 /* Runs one job over the pushes in list (taken from a slot); frees them. */
-static void run_job(struct deployer *d, const char *app_id, struct waiting *list)
+static void run_job(struct deployer *d, const char *app_id, struct waiting *list, char *handled,
+                    size_t handled_len)
 {
     struct job j;
     memset(&j, 0, sizeof j);
@@ -264,6 +361,7 @@ static void run_job(struct deployer *d, const char *app_id, struct waiting *list
         j.w[i++] = w;
     int rc = j.w ? job_update(&j) : 0;
     if (rc) job_follow(&j, rc == 2);
+    if (handled && j.p) snprintf(handled, handled_len, "%s", j.p->digest);
     /* A job cut short by the stop stays pending in the state file: the next start queues its
      * push again, and finds the deployment done or still running. One whose story ended (or
      * whose rollback was decided) is done: replaying it would deploy the failed image again. */
@@ -297,7 +395,7 @@ void deployer_run_job(struct deployer *d, const char *app_id, const struct push 
         *tail = w;
         tail = &w->next;
     }
-    run_job(d, app_id, head);
+    run_job(d, app_id, head, NULL, 0);
 }
 
 static void *worker_main(void *arg)
@@ -320,9 +418,11 @@ static void *worker_main(void *arg)
         d->inflight++;
         pthread_mutex_unlock(&d->mu);
 
-        run_job(d, app_id, list);
+        char handled[PUSH_DIGEST_MAX] = "";
+        run_job(d, app_id, list, handled, sizeof handled);
 
         pthread_mutex_lock(&d->mu);
+        if (handled[0]) memcpy(s->last_digest, handled, sizeof handled);
         d->inflight--;
         pthread_cond_broadcast(&d->wake_cv);
         s->running = 0;
@@ -553,6 +653,11 @@ struct deployer *deployer_new(const struct config *cfg, struct pushq *q, struct 
     d->f = f;
     d->env.ctx = d;
     if (!f) d->env.watch = NULL; /* no stream: poll */
+    if (!(d->reconciler = reconciler_new(d))) {
+        snprintf(err, errlen, "out of memory");
+        deployer_free(d);
+        return NULL;
+    }
     return d;
 }
 
@@ -567,6 +672,10 @@ int deployer_start(struct deployer *d)
         if (pthread_create(&d->workers[d->n_started], NULL, worker_main, d) != 0) goto fail;
     if (pthread_create(&d->dispatcher, NULL, dispatch_main, d) != 0) goto fail;
     d->dispatcher_started = 1;
+    if (d->reconciler && reconciler_start(d->reconciler) != 0) {
+        deployer_stop(d, 0);
+        return -1;
+    }
     return 0;
 fail:
     /* Stop and join the threads that did start. */
@@ -606,6 +715,10 @@ void deployer_stop(struct deployer *d, long grace_ms)
     pushq_close(d->q);
     pthread_join(d->dispatcher, NULL);
     d->dispatcher_started = 0;
+    pthread_mutex_lock(&d->mu);
+    pthread_cond_broadcast(&d->wake_cv); /* a reconcile cycle's listing may be napping */
+    pthread_mutex_unlock(&d->mu);
+    reconciler_stop(d->reconciler);
     /* 2. Running jobs get the grace period to reach their outcome. */
     int64_t until = follower_now_ms() + grace_ms;
     pthread_mutex_lock(&d->mu);
@@ -652,6 +765,7 @@ void deployer_free(struct deployer *d)
     free(d->aliases);
     free(d->workers);
     match_cache_free(d->cache);
+    reconciler_free(d->reconciler);
     registry_free(d->registry);
     verify_cache_free(d->verify);
     pthread_cond_destroy(&d->cv);

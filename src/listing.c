@@ -447,6 +447,7 @@ static int label_member(struct sc *s, const struct key *key, void *ctx)
     if (KEY_IS(key, "autodeploy.slack-channel")) return keep_string(s, &a->app->channel);
     if (KEY_IS(key, "autodeploy.paused")) return keep_string(s, &a->app->paused);
     if (KEY_IS(key, "autodeploy.pin-digest")) return keep_string(s, &a->app->pin);
+    if (KEY_IS(key, "autodeploy.digest")) return keep_string(s, &a->app->digest);
     return value(s);
 }
 

@@ -53,6 +53,10 @@ struct pattern {
     char *literal_repo;  /* regex: repository the push must name (NULL if wildcards allowed) */
     semver_range *range; /* semver only */
     char *range_text;    /* semver: desugared range, for messages */
+    /* What a registry must be asked about (match_targets): */
+    char *target_host; /* the registry host written in the pattern, NULL when none */
+    char *target_repo; /* the repository, NULL when it has wildcards */
+    char *target_tag;  /* glob: the one tag it names, NULL when it has wildcards */
 };
 
 struct match_set {
@@ -329,7 +333,8 @@ static int glob_class(const char *p, size_t n, size_t *i, struct sbuf *re, struc
  * enforces the repository-wildcard rule.
  */
 static int glob_translate(const char *p, size_t n, int repo_only, const struct match_opts *o,
-                          struct sbuf *re, struct sbuf *lit, int *with_host, struct cerr *e)
+                          struct sbuf *re, struct sbuf *lit, int *with_host, int *literal,
+                          struct cerr *e)
 {
     const char *slash = memchr(p, '/', n);
     size_t start = 0, i, repo_at, wild_at = NONE, colon_at = NONE, depth = 0;
@@ -438,6 +443,7 @@ static int glob_translate(const char *p, size_t n, int repo_only, const struct m
     if (!repo_only && colon_at == NONE && wild_at == NONE)
         return cerr_set(e, n, "missing ':TAG' (write REPOSITORY:TAG, e.g. strava/foo:*)");
     if (colon_at == n - 1) return cerr_set(e, colon_at, "empty tag after ':'");
+    *literal = lit_open;
     /* Docker Hub's official images live under library/: docker.io/nginx is library/nginx. */
     if (hub && !slash_in_repo) {
         sb_insert(re, repo_at, "library/");
@@ -469,14 +475,36 @@ static int pcre_compile(struct pattern *pt, const char *src, size_t len, uint32_
     return 0;
 }
 
+/* Fills the pattern's targets from its literal prefix (repository[:tag...]) once compiled. */
+static int glob_targets(struct pattern *pt, const char *p, int repo_only, int literal,
+                        struct cerr *e)
+{
+    const char *colon = memchr(pt->prefix, ':', pt->prefix_len);
+    if (pt->with_host) {
+        const char *slash = strchr(p, '/');
+        pt->target_host = strndup(p, (size_t)(slash - p));
+        if (!pt->target_host) return cerr_set(e, 0, "out of memory");
+    }
+    if (repo_only ? literal : colon != NULL) {
+        size_t rl = repo_only ? pt->prefix_len : (size_t)(colon - pt->prefix);
+        pt->target_repo = strndup(pt->prefix, rl);
+        if (!pt->target_repo) return cerr_set(e, 0, "out of memory");
+    }
+    if (!repo_only && literal && colon) {
+        pt->target_tag = strdup(colon + 1);
+        if (!pt->target_tag) return cerr_set(e, 0, "out of memory");
+    }
+    return 0;
+}
+
 static int compile_glob(struct pattern *pt, const char *p, size_t n, int repo_only,
                         const struct match_opts *o, struct cerr *e)
 {
     struct sbuf re = {0}, lit = {0};
     size_t eo;
-    int rc = -1;
+    int rc = -1, literal = 0;
 
-    if (glob_translate(p, n, repo_only, o, &re, &lit, &pt->with_host, e) < 0) goto out;
+    if (glob_translate(p, n, repo_only, o, &re, &lit, &pt->with_host, &literal, e) < 0) goto out;
     if (pcre_compile(pt, re.p, re.len, PCRE2_DOTALL | PCRE2_DOLLAR_ENDONLY, &eo, e->msg,
                      sizeof(e->msg)) < 0) {
         e->off = 0; /* a generated regex that PCRE2 refuses: say so, at the pattern */
@@ -489,7 +517,7 @@ static int compile_glob(struct pattern *pt, const char *p, size_t n, int repo_on
     pt->quick_len = lit.len < QUICK_LEN ? lit.len : QUICK_LEN;
     memcpy(pt->quick, lit.p, pt->quick_len);
     lit.p = NULL;
-    rc = 0;
+    rc = glob_targets(pt, p, repo_only, literal, e);
 out:
     free(re.p);
     free(lit.p);
@@ -529,6 +557,8 @@ static int compile_regex(struct pattern *pt, const char *p, size_t n, const stru
                             "(e.g. regex:strava/api:v[0-9]+)");
         }
         pt->literal_repo = lit.p;
+        pt->target_repo = strdup(lit.p);
+        if (!pt->target_repo) return cerr_set(e, 0, "out of memory");
     }
     if (pcre_compile(pt, re, rn, PCRE2_ANCHORED | PCRE2_ENDANCHORED, &eo, msg, sizeof(msg)) < 0)
         return cerr_set(e, 6 + eo, "regex: %s", msg);
@@ -593,6 +623,22 @@ static void pattern_clear(struct pattern *pt)
     free(pt->literal_repo);
     semver_range_free(pt->range);
     free(pt->range_text);
+    free(pt->target_host);
+    free(pt->target_repo);
+    free(pt->target_tag);
+}
+
+size_t match_targets(const match_set *ms, struct match_target *out, size_t max)
+{
+    size_t i;
+    for (i = 0; i < ms->n && i < max; i++) {
+        const struct pattern *pt = &ms->pats[i];
+        out[i].host = pt->target_host;
+        out[i].repository = pt->target_repo;
+        out[i].tag = pt->kind == K_GLOB ? pt->target_tag : NULL;
+        out[i].semver = pt->kind == K_SEMVER;
+    }
+    return ms->n;
 }
 
 match_set *match_compile(const char *label_value, const struct match_opts *o, char *err,

@@ -327,15 +327,23 @@ static void add_apps(struct msg *m, struct buf *b, const struct report *r)
         lit(m, b, "no app");
 }
 
+/* A push reconcile found in the registry rather than a notification. */
+static int reconciled(const struct report *r)
+{
+    return !strcmp(r->push.source, "reconcile");
+}
+
 static void compose_pushed(struct msg *m, const struct report *r)
 {
     char sd[16];
     notify_short_digest(r->push.digest, sd, sizeof sd);
     m->color = NOTIFY_COLOR_INFO;
+    int found = reconciled(r);
 
-    lit(m, &m->summary, "Pushed ");
+    lit(m, &m->summary, found ? "Found " : "Pushed ");
     add_ref(m, &m->summary, r);
     if (sd[0]) m->rc |= buf_printf(&m->summary, " (%s)", sd);
+    if (found) lit(m, &m->summary, " in the registry by reconcile (missed by the webhook)");
     if (r->push.pusher[0]) {
         lit(m, &m->summary, " by ");
         esc(m, &m->summary, r->push.pusher, NOTIFY_SUMMARY_MAX, NOTIFY_ONE_LINE);
@@ -350,10 +358,14 @@ static void compose_pushed(struct msg *m, const struct report *r)
                             r->n_apps == 1 ? "" : "s");
     }
 
-    lit(m, &m->title, "Pushed ");
+    lit(m, &m->title, found ? "Found in the registry " : "Pushed ");
     add_ref(m, &m->title, r);
     if (sd[0]) field_lit(m, "Digest", sd, 1);
-    field_user(m, "Pushed by", r->push.pusher[0] ? r->push.pusher : "unknown", 1, NOTIFY_ONE_LINE);
+    if (found)
+        field_lit(m, "Found by", "reconcile: the webhook missed it", 1);
+    else
+        field_user(m, "Pushed by", r->push.pusher[0] ? r->push.pusher : "unknown", 1,
+                   NOTIFY_ONE_LINE);
     if (r->push.host[0]) field_user(m, "Registry", r->push.host, 1, NOTIFY_ONE_LINE);
     struct buf *b = field(m, "Deploys to", 0);
     if (b) add_apps(m, b, r);
@@ -371,6 +383,7 @@ static void compose_deploying(struct msg *m, const struct report *r, const struc
         lit(m, &m->summary, ", pushed by ");
         esc(m, &m->summary, r->push.pusher, NOTIFY_SUMMARY_MAX, NOTIFY_ONE_LINE);
     }
+    if (reconciled(r)) lit(m, &m->summary, ", found by reconcile (missed by the webhook)");
 
     app_title(m, r, o);
     /* The change as a two-line diff, monospaced so that the images line up. */

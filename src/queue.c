@@ -243,6 +243,29 @@ out:
     return r;
 }
 
+enum pushq_result pushq_remember(struct pushq *q, struct push *p, const char *state)
+{
+    uint64_t tagk = hash_str(q->seed, p->repository, p->tag);
+    uint64_t dig = hash_str(q->seed, p->digest, NULL);
+    uint64_t seen;
+    enum pushq_result r = PUSHQ_DUPLICATE;
+    pthread_mutex_lock(&q->mu);
+    if (!(hmap_get(&q->tags, tagk, &seen) && seen == dig)) {
+        hmap_put(&q->tags, tagk, dig);
+        p->seq = ++q->next_seq;
+        struct recent *rc = &q->recent[(p->seq - 1) % q->recent_cap];
+        rc->p = *p;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        rc->received_ns = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+        snprintf(rc->state, sizeof rc->state, "%s", state);
+        if (q->recent_len < q->recent_cap) q->recent_len++;
+        r = PUSHQ_ACCEPTED;
+    }
+    pthread_mutex_unlock(&q->mu);
+    return r;
+}
+
 int pushq_take(struct pushq *q, struct push *out)
 {
     pthread_mutex_lock(&q->mu);

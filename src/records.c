@@ -36,6 +36,13 @@ static int is_terminal(const char *state)
 uint64_t record_new(struct deployer *d, const struct push *p, const char *app_id)
 {
     pthread_mutex_lock(&d->mu);
+    uint64_t seq = record_new_locked(d, p, app_id);
+    pthread_mutex_unlock(&d->mu);
+    return seq;
+}
+
+uint64_t record_new_locked(struct deployer *d, const struct push *p, const char *app_id)
+{
     uint64_t seq = ++d->seq;
     struct record *r = &d->records[seq % RECORDS];
     memset(r, 0, sizeof *r);
@@ -44,7 +51,6 @@ uint64_t record_new(struct deployer *d, const struct push *p, const char *app_id
     copy(r->app_id, sizeof r->app_id, app_id);
     copy(r->state, sizeof r->state, "queued");
     r->created = wall_ms();
-    pthread_mutex_unlock(&d->mu);
     return seq;
 }
 

@@ -80,7 +80,9 @@ enum route {
     R_DEPLOYMENTS,
     R_PLAN,
     R_PAUSE,
-    R_RESUME
+    R_RESUME,
+    R_RECONCILE_PLAN,
+    R_RECONCILE
 };
 
 static const struct {
@@ -97,6 +99,8 @@ static const struct {
     {"/v1/plan", "GET", R_PLAN},
     {"/v1/pause", "POST", R_PAUSE},
     {"/v1/resume", "POST", R_RESUME},
+    {"/v1/reconcile", "GET", R_RECONCILE_PLAN},
+    {"/v1/reconcile", "POST", R_RECONCILE},
 };
 
 /* State of one webhook request while its body arrives. */
@@ -105,6 +109,7 @@ static const struct {
 struct req {
     struct buf body; /* webhook: the body so far; plan: the answer */
     int is_plan;
+    int reconcile;          /* the plan is a reconcile preview */
     atomic_int plan_status; /* 0 until the plan thread is done; then body is the answer */
     struct server *s;
     struct MHD_Connection *c;
@@ -339,6 +344,22 @@ static const char *url_of(enum route r)
     return "";
 }
 
+/* The admin endpoints' check: 1 when refused (*ret holds the answer sent). */
+static int admin_refused(struct MHD_Connection *c, enum MHD_Result *ret)
+{
+    if (!config_live()->admin_token) {
+        *ret = respond_error(c, 403, "admin endpoints are disabled: set --admin-token", NULL, NULL);
+        return 1;
+    }
+    if (!bearer_ok(c, config_live()->admin_token)) {
+        log_warn("admin request refused: missing or wrong bearer token", NULL);
+        *ret = respond_error(c, 401, "missing or invalid admin bearer token", "WWW-Authenticate",
+                             "Bearer realm=\"autodeploy-admin\"");
+        return 1;
+    }
+    return 0;
+}
+
 static enum MHD_Result serve_small(struct server *s, struct MHD_Connection *c, enum route r)
 {
     struct buf b;
@@ -379,19 +400,19 @@ static enum MHD_Result serve_small(struct server *s, struct MHD_Connection *c, e
             buf_adds(&b, "{\"deployments\":[]}");
         ret = respond(c, 200, "application/json", &b, NULL, NULL);
         break;
+    case R_RECONCILE:
+        if (admin_refused(c, &ret)) break;
+        if (!s->d || deployer_reconcile_now(s->d) < 0) {
+            ret = respond_error(c, 503, "reconcile needs --marathon-url", NULL, NULL);
+            break;
+        }
+        log_info("reconcile cycle asked for by an operator", NULL);
+        buf_adds(&b, "{\"reconcile\":\"started\"}");
+        ret = respond(c, 202, "application/json", &b, NULL, NULL);
+        break;
     case R_PAUSE:
     case R_RESUME:
-        if (!config_live()->admin_token) {
-            ret = respond_error(c, 403, "admin endpoints are disabled: set --admin-token", NULL,
-                                NULL);
-            break;
-        }
-        if (!bearer_ok(c, config_live()->admin_token)) {
-            log_warn("admin request refused: missing or wrong bearer token", NULL);
-            ret = respond_error(c, 401, "missing or invalid admin bearer token", "WWW-Authenticate",
-                                "Bearer realm=\"autodeploy-admin\"");
-            break;
-        }
+        if (admin_refused(c, &ret)) break;
         if (pushq_paused(s->q) != (r == R_PAUSE)) {
             pushq_set_paused(s->q, r == R_PAUSE);
             log_warn(r == R_PAUSE ? "deployments paused by an operator"
@@ -429,7 +450,8 @@ static void *plan_main(void *arg)
 {
     struct req *rq = arg;
     struct server *s = rq->s;
-    int st = deployer_plan_json(s->d, rq->image[0] ? rq->image : NULL, &rq->body);
+    int st = rq->reconcile ? deployer_reconcile_preview_json(s->d, &rq->body)
+                           : deployer_plan_json(s->d, rq->image[0] ? rq->image : NULL, &rq->body);
     atomic_store(&rq->plan_status, st); /* publishes rq->body to the server thread */
     MHD_resume_connection(rq->c);       /* from here on rq belongs to the server thread */
     plan_done(s);
@@ -437,7 +459,8 @@ static void *plan_main(void *arg)
 }
 
 /* First call of GET /v1/plan: suspends the connection and starts the plan thread. */
-static enum MHD_Result start_plan(struct server *s, struct MHD_Connection *c, void **con_cls)
+static enum MHD_Result start_plan(struct server *s, struct MHD_Connection *c, void **con_cls,
+                                  int reconcile)
 {
     if (!s->d) return respond_error(c, 503, "no --marathon-url configured", NULL, NULL);
     pthread_mutex_lock(&s->lock);
@@ -457,6 +480,7 @@ static enum MHD_Result start_plan(struct server *s, struct MHD_Connection *c, vo
     buf_init(&rq->body, 16 * 1024 * 1024);
     atomic_init(&rq->plan_status, 0);
     rq->is_plan = 1;
+    rq->reconcile = reconcile;
     rq->s = s;
     rq->c = c;
     *con_cls = rq;
@@ -532,7 +556,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (strcmp(url, routes[0].path) == 0) count_webhook(405);
         return respond_error(c, 405, msg, "Allow", allow);
     }
-    if (r == R_PLAN) return start_plan(s, c, con_cls);
+    if (r == R_RECONCILE_PLAN) {
+        const char *dry = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "dry_run");
+        if (dry && strcmp(dry, "1") && strcmp(dry, "true"))
+            return respond_error(c, 400,
+                                 "GET /v1/reconcile only previews; POST /v1/reconcile runs a cycle",
+                                 NULL, NULL);
+    }
+    if (r == R_PLAN || r == R_RECONCILE_PLAN) return start_plan(s, c, con_cls, r != R_PLAN);
     if (r != R_WEBHOOK) return serve_small(s, c, r);
 
     enum MHD_Result ret = MHD_YES;
