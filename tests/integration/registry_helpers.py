@@ -39,6 +39,8 @@ the auth modes; None: anonymous):
       proxy().paginate_tags() makes pages with Link as distribution 3 / Hub / GHCR do)
   catalog() -> repositories
   delete_manifest(repo, digest) -> DELETE by digest (also drops every tag naming it)
+  restart() -> killed and started again, same address and storage (notifications queued in
+      memory are lost)
   delete_tag(repo, tag) -> drops one tag, manifest kept (on disk: distribution 2.8 answers a
       DELETE by tag with 400 DIGEST_INVALID; the registry sends no event for it)
   api(creds=, addr=) -> a RegistryClient (HTTP API with the Basic/Bearer challenge dance)
@@ -283,15 +285,27 @@ http:
 {auth}{notifications}{extra}""".format(data=self.data, addr=self.addr, auth=auth,
                                       notifications=notifications, extra=extra_config))
         self.log_path = os.path.join(self.workdir, "registry.log")
+        self.start_timeout = start_timeout
         try:
-            self.log = open(self.log_path, "wb")
-            self.proc = subprocess.Popen(["docker-registry", "serve", self.config_path], stdout=self.log,
-                                         stderr=self.log, stdin=subprocess.DEVNULL)
-            wait_for(self._ready, timeout=start_timeout, what="docker-registry to answer /v2/")
+            self._launch()
         except BaseException:
             self.stop()
             raise
         self.client = self.api()
+
+    def _launch(self):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(["docker-registry", "serve", self.config_path], stdout=self.log,
+                                     stderr=self.log, stdin=subprocess.DEVNULL)
+        wait_for(self._ready, timeout=self.start_timeout, what="docker-registry to answer /v2/")
+
+    def restart(self):
+        """Kills the registry (SIGKILL: its in-memory notification queue is lost, as in a crash
+        or a pod eviction) and starts it again on the same address and storage."""
+        self.proc.kill()
+        self.proc.wait()
+        self.log.close()
+        self._launch()
 
     # ------------------------------------------------------------ life
     def _ready(self):

@@ -9,10 +9,10 @@ import urllib.request
 
 import pytest
 
-from conftest import wait_for
-from deploy_helpers import app, marathon, push, records, start_daemon, writes  # noqa: F401
+from conftest import free_port, wait_for
+from deploy_helpers import app, marathon, operator_call, records, start_daemon, writes  # noqa: F401
 from oci_images import write_image
-from registry_helpers import fault_proxy, registry  # noqa: F401
+from registry_helpers import NOTIFY_TOKEN, registry  # noqa: F401
 
 ADMIN = "reconcile-admin-token"
 INTERVAL = "2s"
@@ -97,3 +97,108 @@ def test_lost_notifications_deploy_what_the_rules_choose_once(daemon, registry, 
     recs = [x for x in records(d) if x["state"] == "succeeded"]
     assert {x["app"] for x in recs} == {"/staging/app", "/staging/worker", "/prod/api"}
     assert all(x["source"] == "reconcile" for x in recs), recs
+
+
+def test_notified_and_reconciled_pushes_deploy_once(daemon, registry, marathon, tmp_path):
+    """The registry notifies and reconcile runs: every push deploys once, also when the
+    notification arrives while a cycle (slowed down at its tags/list) is deciding."""
+    port = free_port()
+    reg = registry("open", notify_url="http://127.0.0.1:%d/v1/webhooks/registry" % port)
+    proxy = reg.proxy()
+    pushed(reg, tmp_path, "team/app", "main-1", "2026-03-01T10:00:00Z")
+    emu = marathon([app("/staging/app", "%s/team/app:main-1" % reg.addr,
+                        pattern="team/app:main-*", instances=1)])
+    d = start(daemon, emu, "--listen", "127.0.0.1:%d" % port, "--webhook-token", NOTIFY_TOKEN,
+              "--registry-url", "%s=http://%s" % (reg.addr, proxy.addr))
+    wait_cycles(d, 1)
+    for i, tag in enumerate(("main-2", "main-3"), start=2):
+        # The next cycles' tags/list wait 1.5 s: the notification lands inside a cycle.
+        proxy.fail_next(mode="delay", seconds=1.5, kind="tags", count=2)
+        pushed(reg, tmp_path, "team/app", tag, "2026-03-01T1%d:00:00Z" % i)
+        runs(emu, "/staging/app", "%s/team/app:%s" % (reg.addr, tag))
+        wait_cycles(d, 2)
+    # (main-1's own notification reached autodeployd once it listened: that is the webhook's
+    # business.) Each later push deployed exactly once, by whichever path came first.
+    images = [json.loads(p["body"])["container"]["docker"]["image"].rsplit(":", 1)[1]
+              for p in patches(emu, "/staging/app")]
+    assert images.count("main-2") == 1 and images.count("main-3") == 1, images
+    assert d.metrics().get('autodeploy_events_total{result="accepted"}', 0) >= 2
+
+
+def test_a_notification_lost_in_a_registry_restart_deploys_at_the_next_cycle(
+        daemon, registry, marathon, tmp_path):
+    # The registry notifies an address where nothing answers yet: the event waits in its
+    # memory, and the restart (SIGKILL) loses it.
+    reg = registry("open", notify_url="http://127.0.0.1:%d/v1/webhooks/registry" % free_port())
+    pushed(reg, tmp_path, "team/app", "main-1", "2026-03-01T10:00:00Z")
+    emu = marathon([app("/staging/app", "%s/team/app:main-1" % reg.addr,
+                        pattern="team/app:main-*", instances=1)])
+    d = start(daemon, emu)
+    wait_cycles(d, 1)
+    digest2 = pushed(reg, tmp_path, "team/app", "main-2", "2026-03-01T11:00:00Z")
+    reg.restart()
+    runs(emu, "/staging/app", "%s/team/app:main-2" % reg.addr)
+    assert image_of(emu, "/staging/app")[1] == digest2
+    rec = [x for x in records(d, "/staging/app") if x["tag"] == "main-2"][0]
+    assert rec["source"] == "reconcile" and rec["state"] in ("deploying", "succeeded"), rec
+    assert d.metrics().get('autodeploy_events_total{result="accepted"}', 0) == 0
+
+
+def test_an_app_that_opts_in_later_deploys_and_one_deployed_by_hand_is_adopted(
+        daemon, registry, marathon, tmp_path):
+    reg = registry("open")
+    r = reg.addr
+    pushed(reg, tmp_path, "team/app", "main-1", "2026-03-01T10:00:00Z")
+    pushed(reg, tmp_path, "team/app", "main-2", "2026-03-01T11:00:00Z")
+    by_hand = pushed(reg, tmp_path, "team/worker", "latest", "2026-03-01T10:00:00Z", salt="a")
+    late = app("/staging/late", "%s/team/app:main-1" % r, instances=1)
+    del late["labels"]["autodeploy"]
+    emu = marathon([late, app("/staging/worker", "%s/team/worker:latest" % r,
+                              pattern="team/worker:latest", instances=1)])
+    d = start(daemon, emu)
+    wait_cycles(d, 2)
+    # Deployed by hand, no autodeploy.digest: adopted (recorded once), not restarted.
+    assert patches(emu, "/staging/worker") == [] and patches(emu, "/staging/late") == []
+    adopted = [x for x in records(d, "/staging/worker") if x["state"] == "adopted"]
+    assert len(adopted) == 1 and adopted[0]["digest"] == by_hand, records(d)
+    # The label arrives: the newest matching image deploys at the next cycle.
+    labels = dict(late["labels"], autodeploy="team/app:main-*")
+    operator_call(emu, "PUT", "/v2/apps/staging/late", {"labels": labels})
+    runs(emu, "/staging/late", "%s/team/app:main-2" % r)
+    # A new :latest after the adoption deploys: the baseline says it moved.
+    moved = pushed(reg, tmp_path, "team/worker", "latest", "2026-03-02T10:00:00Z", salt="b")
+    wait_for(lambda: image_of(emu, "/staging/worker")[1] == moved, timeout=30,
+             what="the moved :latest deployed")
+    assert len(patches(emu, "/staging/worker")) == 1
+
+
+def test_a_steady_cycle_asks_only_tags_list_and_head(daemon, registry, marathon, tmp_path):
+    reg = registry("open")
+    proxy = reg.proxy()
+    r = reg.addr
+    for i in range(1, 4):
+        pushed(reg, tmp_path, "team/app", "main-%d" % i, "2026-03-01T1%d:00:00Z" % i)
+    pushed(reg, tmp_path, "team/worker", "latest", "2026-03-01T10:00:00Z")
+    pushed(reg, tmp_path, "team/api", "1.2.0", "2026-03-01T10:00:00Z")
+    emu = marathon([
+        app("/staging/a%d" % i, "%s/team/app:main-1" % r, pattern="team/app:main-*", instances=1)
+        for i in range(3)] + [
+        app("/staging/worker", "%s/team/worker:latest" % r, pattern="team/worker:latest",
+            instances=1),
+        app("/prod/api", "%s/team/api:1.2.0" % r, pattern="semver:team/api:^1", instances=1)])
+    d = start(daemon, emu, "--registry-url", "%s=http://%s" % (r, proxy.addr))
+    for i in range(3):
+        runs(emu, "/staging/a%d" % i, "%s/team/app:main-3" % r)
+    wait_cycles(d, 1)
+    before = proxy.kinds()
+    wait_cycles(d, 2)
+    spent = proxy.kinds() - before
+    assert set(spent) <= {("GET", "tags"), ("HEAD", "manifest")}, spent
+    # Per cycle: one tags/list per listed repository (team/app, team/api), one HEAD for the
+    # exact tag; 3 apps sharing team/app cost one tags/list.
+    cycles_seen = spent[("GET", "tags")] / 2
+    assert spent[("GET", "tags")] % 2 == 0 and 2 <= cycles_seen <= 4, spent
+    assert spent[("HEAD", "manifest")] == cycles_seen, spent
+    for app_id in ("/staging/a0", "/staging/a1", "/staging/a2"):
+        assert len(patches(emu, app_id)) == 1
+    assert patches(emu, "/staging/worker") == [] and patches(emu, "/prod/api") == []
