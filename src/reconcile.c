@@ -124,7 +124,7 @@ struct repo {
     size_t n_tags;
     struct exact *ex; /* tags named exactly */
     size_t n_ex;
-    int failed;
+    int failed; /* the registry_result that failed it, + 1; 0 when it answered */
     char err[256];
 };
 
@@ -284,7 +284,7 @@ static enum registry_result head(struct cycle *c, const char *host, const char *
 
 static void repo_failed(struct repo *r, enum registry_result res, const char *err)
 {
-    r->failed = 1;
+    r->failed = (int)res + 1;
     snprintf(r->err, sizeof r->err, "%s: %.200s", registry_result_name(res), err);
     metrics_add("autodeploy_reconcile_registry_errors_total", "registry",
                 r->host[0] ? r->host : "docker.io", 1);
@@ -292,9 +292,23 @@ static void repo_failed(struct repo *r, enum registry_result res, const char *er
              r->host[0] ? r->host : "docker.io", "repository", r->name, "error", r->err, NULL);
 }
 
+/* A registry that did not answer this cycle is not asked again in it. */
+static const struct repo *host_down(const struct cycle *c, const struct repo *r)
+{
+    for (const struct repo *o = c->repos; o < r; o++)
+        if (o->failed == REGISTRY_UNREACHABLE + 1 && !strcmp(o->host, r->host)) return o;
+    return NULL;
+}
+
 static void ask(struct cycle *c, struct repo *r)
 {
     char err[512];
+    const struct repo *down = host_down(c, r);
+    if (down) {
+        r->failed = down->failed;
+        snprintf(r->err, sizeof r->err, "%s", down->err);
+        return;
+    }
     if (r->list) {
         c->tags_lists++;
         enum registry_result res = registry_tags(c->rc->d->registry, r->host, r->name, 0, &r->tags,

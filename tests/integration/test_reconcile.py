@@ -4,7 +4,6 @@ later) still deploys. Real registry (Debian's docker-registry) with notification
 test turns them on, the Marathon emulator, autodeployd with --reconcile-interval 2s.
 """
 import json
-import urllib.error
 import urllib.request
 
 import pytest
@@ -57,13 +56,9 @@ def runs(emu, app_id, image, timeout=30):
 
 
 def api(d, method, path, token=ADMIN):
-    req = urllib.request.Request(d.url + path, method=method, data=b"" if method == "POST" else None,
-                                 headers={"Authorization": "Bearer " + token} if token else {})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
+    r = d.request(method, path, body=b"" if method == "POST" else None,
+                  headers={"Authorization": "Bearer " + token} if token else {}, timeout=60)
+    return r.status, json.loads(r.body or b"{}")
 
 
 def test_lost_notifications_deploy_what_the_rules_choose_once(daemon, registry, marathon, tmp_path):
@@ -202,3 +197,67 @@ def test_a_steady_cycle_asks_only_tags_list_and_head(daemon, registry, marathon,
     for app_id in ("/staging/a0", "/staging/a1", "/staging/a2"):
         assert len(patches(emu, app_id)) == 1
     assert patches(emu, "/staging/worker") == [] and patches(emu, "/prod/api") == []
+
+
+def test_reconcile_deploys_nothing_a_webhook_would_not(daemon, registry, marathon, tmp_path):
+    """Paused apps, apps outside --app-prefix, invalid labels, downgrades, apps already on the
+    newest image, and apps whose registry cannot be reached: nothing deploys, the preview says
+    why, and the unreachable registry is counted."""
+    reg = registry("open")
+    r = reg.addr
+    for tag, created in (("main-1", "10"), ("main-2", "11")):
+        pushed(reg, tmp_path, "team/app", tag, "2026-03-01T%s:00:00Z" % created)
+    for tag in ("1.2.0", "1.3.0", "1.2.9"):
+        pushed(reg, tmp_path, "team/api", tag, "2026-03-01T10:00:00Z")
+    dead = "127.0.0.1:%d" % free_port()
+    emu = marathon([
+        app("/staging/paused", "%s/team/app:main-1" % r, pattern="team/app:main-*",
+            labels={"autodeploy.paused": "true"}, instances=1),
+        app("/prod/outside", "%s/team/app:main-1" % r, pattern="team/app:main-*", instances=1),
+        app("/staging/invalid", "%s/team/app:main-1" % r, pattern="team/*:main-*", instances=1),
+        app("/staging/api", "%s/team/api:1.3.0" % r, pattern="semver:team/api:^1.2", instances=1),
+        app("/staging/newest", "%s/team/app:main-2" % r, pattern="team/app:main-*", instances=1),
+        app("/staging/unreachable", "%s/team/app:main-1" % dead, pattern="team/app:main-*",
+            instances=1),
+    ])
+    d = start(daemon, emu, "--app-prefix", "/staging/", "--registry-timeout", "1s")
+    wait_cycles(d, 2)
+    assert [w for w in writes(emu) if w["method"] != "GET"] == []
+    status, plan = api(d, "GET", "/v1/reconcile?dry_run=1")
+    assert status == 200 and plan["dry_run"] is True, plan
+    why = {a["id"]: (a["action"], a["reason"]) for a in plan["apps"]}
+    assert why["/staging/paused"][0] == "skipped" and "paused" in why["/staging/paused"][1]
+    assert why["/prod/outside"][0] == "skipped" and "prefix" in why["/prod/outside"][1]
+    assert why["/staging/invalid"] == ("skipped", "invalid label")
+    assert why["/staging/api"][0] == "nothing" and "1.3.0" in why["/staging/api"][1]
+    assert why["/staging/newest"][0] == "nothing" and "main-2" in why["/staging/newest"][1]
+    assert why["/staging/unreachable"][0] == "skipped", why
+    assert "unreachable" in why["/staging/unreachable"][1], why
+    errors = d.metrics().get(
+        'autodeploy_reconcile_registry_errors_total{registry="%s"}' % dead, 0)
+    assert errors >= 2
+    assert "cannot ask the registry" in d.log_text()
+
+
+def test_reconcile_api_previews_and_runs_a_cycle_for_the_admin(daemon, registry, marathon,
+                                                               tmp_path):
+    reg = registry("open")
+    r = reg.addr
+    pushed(reg, tmp_path, "team/app", "main-1", "2026-03-01T10:00:00Z")
+    pushed(reg, tmp_path, "team/app", "main-2", "2026-03-01T11:00:00Z")
+    emu = marathon([app("/staging/app", "%s/team/app:main-1" % r, pattern="team/app:main-*",
+                        instances=1)])
+    d = start_daemon(daemon, emu, "--reconcile-interval", "0", "--admin-token", ADMIN)
+    status, plan = api(d, "GET", "/v1/reconcile")
+    assert status == 200, plan
+    assert plan["apps"] == [{"id": "/staging/app", "image": "%s/team/app:main-1" % r,
+                             "action": "deploy", "new_image": "%s/team/app:main-2" % r,
+                             "reason": "main-2 is newer than main-1, which the app runs"}], plan
+    assert plan["requests"]["tags_list"] == 1
+    assert api(d, "GET", "/v1/reconcile?dry_run=0")[0] == 400
+    assert api(d, "POST", "/v1/reconcile", token=None)[0] == 401
+    assert api(d, "POST", "/v1/reconcile", token="wrong")[0] == 401
+    assert patches(emu, "/staging/app") == []  # previews change nothing; 0 turns the loop off
+    status, body = api(d, "POST", "/v1/reconcile")
+    assert status == 202, body
+    runs(emu, "/staging/app", "%s/team/app:main-2" % r)
