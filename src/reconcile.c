@@ -247,7 +247,8 @@ static void collect(struct cycle *c, struct app_work *w)
     struct match_target t[TARGETS_MAX];
     size_t n = match_targets(w->ms, t, TARGETS_MAX);
     for (size_t i = 0; i < n && i < TARGETS_MAX; i++) {
-        if (!t[i].repository) continue; /* wildcards in the repository: nothing to ask */
+        /* wildcards in the repository, or a tag no registry can have: nothing to ask */
+        if (!t[i].repository || (t[i].tag && !ref_valid_tag(t[i].tag))) continue;
         struct repo *r = repo_get(c, target_host(&t[i], w), t[i].repository);
         if (!r) continue;
         if (t[i].tag)
@@ -376,7 +377,7 @@ static const char *candidates(struct cycle *c, struct app_work *w, struct cands 
     size_t n = match_targets(w->ms, t, TARGETS_MAX);
     int any = 0;
     for (size_t i = 0; i < n && i < TARGETS_MAX; i++) {
-        if (!t[i].repository) continue;
+        if (!t[i].repository || (t[i].tag && !ref_valid_tag(t[i].tag))) continue;
         struct repo *r = repo_find(c, target_host(&t[i], w), t[i].repository);
         if (!r) return "out of memory";
         if (r->failed) return r->err;

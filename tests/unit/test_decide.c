@@ -1392,8 +1392,223 @@ static void test_verify(void)
           "no digest in the push: deployed");
 }
 
+/* ---------------------------------------------------------------- reconcile */
+
+/* One tag the registry has: "tag@created_hour[#digest-seed]", created_hour 0 = none. */
+struct rtag {
+    const char *tag;
+    int hour;
+    char dseed; /* digest "sha256:<dseed x64>"; 0: not asked */
+    int exact;
+};
+
+static const struct reconcile_case {
+    const char *name;
+    const char *label, *image, *digest_label, *baseline;
+    struct rtag tags[8];
+    enum reconcile_action want;
+    const char *want_tag; /* the pick; NULL for none */
+    const char *reason_has;
+} reconcile_cases[] = {
+    {"glob: newest by created, not by name",
+     "strava/foo:main-*",
+     "reg.io/strava/foo:main-1",
+     NULL,
+     NULL,
+     {{"main-1", 1, 0, 0}, {"main-10", 12, 0, 0}, {"main-9", 9, 0, 0}},
+     RECONCILE_DEPLOY,
+     "main-10",
+     "newer than main-1"},
+    {"glob: runs the newest already",
+     "strava/foo:main-*",
+     "reg.io/strava/foo:main-10",
+     NULL,
+     NULL,
+     {{"main-1", 1, 0, 0}, {"main-10", 12, 0, 0}, {"main-9", 9, 0, 0}},
+     RECONCILE_NOTHING,
+     NULL,
+     "newest matching image (main-10)"},
+    {"glob: running tag built at the same time as the newest: no restart",
+     "strava/foo:main-*",
+     "reg.io/strava/foo:main-a",
+     NULL,
+     NULL,
+     {{"main-a", 5, 0, 0}, {"main-b", 5, 0, 0}},
+     RECONCILE_NOTHING,
+     NULL,
+     "newest"},
+    {"glob: undated tags are older than any dated one",
+     "strava/foo:main-*",
+     "reg.io/strava/foo:main-0",
+     NULL,
+     NULL,
+     {{"main-0", 1, 0, 0}, {"main-z", 0, 0, 0}, {"main-y", 0, 0, 0}},
+     RECONCILE_NOTHING,
+     NULL,
+     "main-0"},
+    {"glob: all undated: then by name",
+     "strava/foo:main-*",
+     "reg.io/strava/foo:other",
+     NULL,
+     NULL,
+     {{"main-a", 0, 0, 0}, {"main-c", 0, 0, 0}, {"main-b", 0, 0, 0}},
+     RECONCILE_DEPLOY,
+     "main-c",
+     "runs none of them"},
+    {"glob: app runs something else: newest deploys",
+     "strava/foo:main-*",
+     "reg.io/strava/foo:hotfix",
+     NULL,
+     NULL,
+     {{"main-1", 1, 0, 0}, {"hotfix", 20, 0, 0}},
+     RECONCILE_DEPLOY,
+     "main-1",
+     "runs none of them"},
+    {"no tag matches",
+     "strava/foo:main-*",
+     "reg.io/strava/foo:main-1",
+     NULL,
+     NULL,
+     {{"dev-1", 1, 0, 0}},
+     RECONCILE_NOTHING,
+     NULL,
+     "no tag in the registry"},
+    {"semver: highest in range, not the later backport",
+     "semver:strava/api:^1.2",
+     "reg.io/strava/api:1.2.0",
+     NULL,
+     NULL,
+     {{"1.2.0", 1, 0, 0}, {"1.3.0", 2, 0, 0}, {"2.0.0", 3, 0, 0}, {"1.2.9", 4, 0, 0}},
+     RECONCILE_DEPLOY,
+     "1.3.0",
+     "highest version"},
+    {"semver: never a downgrade",
+     "semver:strava/api:^1",
+     "reg.io/strava/api:1.3.0",
+     NULL,
+     NULL,
+     {{"1.2.9", 9, 0, 0}, {"1.3.0", 1, 0, 0}},
+     RECONCILE_NOTHING,
+     NULL,
+     "highest version in range"},
+    {"semver: nothing in range",
+     "semver:strava/api:^3",
+     "reg.io/strava/api:1.0.0",
+     NULL,
+     NULL,
+     {{"1.2.9", 9, 0, 0}, {"2.0.0", 1, 0, 0}},
+     RECONCILE_NOTHING,
+     NULL,
+     "no tag"},
+    {"exact: digest moved since the label",
+     "strava/w:latest",
+     "reg.io/strava/w:latest",
+     "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+     NULL,
+     {{"latest", 0, 'b', 1}},
+     RECONCILE_DEPLOY,
+     "latest",
+     "moved"},
+    {"exact: the label's digest: nothing",
+     "strava/w:latest",
+     "reg.io/strava/w:latest",
+     "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+     NULL,
+     {{"latest", 0, 'b', 1}},
+     RECONCILE_NOTHING,
+     NULL,
+     "current digest"},
+    {"exact: deployed by hand: adopted",
+     "strava/w:latest",
+     "reg.io/strava/w:latest",
+     NULL,
+     NULL,
+     {{"latest", 0, 'b', 1}},
+     RECONCILE_ADOPT,
+     "latest",
+     "deployed by hand"},
+    {"exact: the adopted baseline: nothing",
+     "strava/w:latest",
+     "reg.io/strava/w:latest",
+     NULL,
+     "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+     {{"latest", 0, 'b', 1}},
+     RECONCILE_NOTHING,
+     NULL,
+     "current digest"},
+    {"exact: moved past the baseline",
+     "strava/w:latest",
+     "reg.io/strava/w:latest",
+     NULL,
+     "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+     {{"latest", 0, 'b', 1}},
+     RECONCILE_DEPLOY,
+     "latest",
+     "moved"},
+    {"exact: a pinned image's digest counts as known",
+     "strava/w:latest",
+     "reg.io/strava/"
+     "w:latest@sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+     NULL,
+     NULL,
+     {{"latest", 0, 'b', 1}},
+     RECONCILE_NOTHING,
+     NULL,
+     "current digest"},
+    {"exact: the app runs another tag",
+     "strava/w:latest",
+     "reg.io/strava/w:v1",
+     NULL,
+     NULL,
+     {{"latest", 0, 'b', 1}},
+     RECONCILE_DEPLOY,
+     "latest",
+     "not latest"},
+};
+
+static void test_reconcile(void)
+{
+    static char digests[8][80];
+    for (size_t k = 0; k < sizeof reconcile_cases / sizeof reconcile_cases[0]; k++) {
+        const struct reconcile_case *rc = &reconcile_cases[k];
+        struct reconcile_candidate c[8];
+        size_t n = 0;
+        for (; n < 8 && rc->tags[n].tag; n++) {
+            const struct rtag *t = &rc->tags[n];
+            memset(&c[n], 0, sizeof c[n]);
+            c[n].host = "reg.io";
+            c[n].repository =
+                strchr(rc->label, ':') && !strncmp(rc->label, "semver:", 7)
+                    ? "strava/api"
+                    : (!strncmp(rc->label, "strava/w", 8) ? "strava/w" : "strava/foo");
+            c[n].tag = t->tag;
+            c[n].created_ns = (int64_t)t->hour * 3600 * 1000000000LL;
+            c[n].exact = t->exact;
+            if (t->dseed) {
+                snprintf(digests[n], sizeof digests[n], "sha256:");
+                memset(digests[n] + 7, t->dseed, 64);
+                digests[n][71] = '\0';
+                c[n].digest = digests[n];
+            }
+        }
+        match_set *ms = compile(rc->label);
+        struct reconcile_verdict v;
+        decide_reconcile(ms, rc->image, rc->digest_label, rc->baseline, c, n, &v);
+        CHECK(v.action == rc->want, "%s: action %d, want %d (%s)", rc->name, v.action, rc->want,
+              v.reason);
+        const char *got = v.pick >= 0 ? c[v.pick].tag : NULL;
+        CHECK((!got && !rc->want_tag) || (got && rc->want_tag && !strcmp(got, rc->want_tag)),
+              "%s: picked %s, want %s", rc->name, got ? got : "none",
+              rc->want_tag ? rc->want_tag : "none");
+        CHECK(strstr(v.reason, rc->reason_has) != NULL, "%s: reason \"%s\" lacks \"%s\"", rc->name,
+              v.reason, rc->reason_has);
+        match_free(ms);
+    }
+}
+
 int main(void)
 {
+    test_reconcile();
     test_app_view();
     test_is_true();
     test_app_id();

@@ -341,8 +341,48 @@ static void test_cli(void)
     CHECK(cli(3, m14) == 0, "localhost reference");
 }
 
+static void test_targets(void)
+{
+    static const struct {
+        const char *label;
+        const char *host, *repo, *tag;
+        int semver;
+    } cases[] = {
+        {"strava/foo:main-*", NULL, "strava/foo", NULL, 0},
+        {"strava/foo:latest", NULL, "strava/foo", "latest", 0},
+        {"reg.io:5000/strava/foo:latest", "reg.io:5000", "strava/foo", "latest", 0},
+        {"strava/foo:{a,b}", NULL, "strava/foo", NULL, 0},
+        {"strava/foo:v1\\*", NULL, "strava/foo", "v1*", 0}, /* escaped: a literal '*' */
+        {"regex:strava/api:v[0-9]+", NULL, "strava/api", NULL, 0},
+        {"semver:strava/api:^1.2", NULL, "strava/api", NULL, 1},
+        {"semver:ghcr.io/team/api:~2", "ghcr.io", "team/api", NULL, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char err[256];
+        match_set *ms = match_compile(cases[i].label, NULL, err, sizeof err);
+        CHECK(ms != NULL, "%s: %s", cases[i].label, err);
+        if (!ms) continue;
+        struct match_target t[4];
+        CHECK(match_targets(ms, t, 4) == 1, "%s: one target", cases[i].label);
+        CHECK_STR(t[0].host, cases[i].host, "host");
+        CHECK_STR(t[0].repository, cases[i].repo, "repository");
+        CHECK_STR(t[0].tag, cases[i].tag, "tag");
+        CHECK(t[0].semver == cases[i].semver, "%s: semver", cases[i].label);
+        match_free(ms);
+    }
+    /* wildcards in the repository: nothing to ask */
+    struct match_opts o = {1, NULL, 0};
+    char err[256];
+    match_set *ms = match_compile("strava/*:main-* strava/bar:x", &o, err, sizeof err);
+    struct match_target t[1];
+    CHECK(ms && match_targets(ms, t, 1) == 2, "two patterns counted, one written");
+    CHECK(ms && t[0].repository == NULL, "wildcard repository: NULL");
+    match_free(ms);
+}
+
 int main(void)
 {
+    test_targets();
     run_table();
     test_messages();
     test_cache();
