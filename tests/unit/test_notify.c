@@ -68,6 +68,14 @@ static void pushed_anonymous(struct report *r)
     r->push.host[0] = '\0';
 }
 
+static void found_by_reconcile(struct report *r)
+{
+    r->push.pusher[0] = '\0';
+    snprintf(r->push.source, sizeof r->push.source, "reconcile");
+    r->n_apps = 1;
+    snprintf(r->apps, sizeof r->apps, "/svc/foo");
+}
+
 static void pushed_hostile(struct report *r)
 {
     snprintf(r->push.pusher, sizeof r->push.pusher, "<!channel> <http://evil|click>");
@@ -223,6 +231,21 @@ static const struct format_case cases[] = {
      NULL,
      NULL,
      {{"Digest", "0a8f49daa4be", 1}, {"Pushed by", "unknown", 1}, {"Deploys to", "no app", 0}}},
+    {"found in the registry by reconcile",
+     REPORT_PUSHED,
+     found_by_reconcile,
+     0,
+     NULL,
+     "Found strava/foo-service:master-abc123 (0a8f49daa4be) in the registry by reconcile (missed "
+     "by the webhook): will deploy to /svc/foo",
+     NOTIFY_COLOR_INFO,
+     "Found in the registry strava/foo-service:master-abc123",
+     NULL,
+     NULL,
+     {{"Digest", "0a8f49daa4be", 1},
+      {"Found by", "reconcile: the webhook missed it", 1},
+      {"Registry", REG, 1},
+      {"Deploys to", "/svc/foo", 0}}},
     {"pushed by a hostile name",
      REPORT_PUSHED,
      pushed_hostile,
