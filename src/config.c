@@ -158,7 +158,7 @@ static const struct opt opts[] = {
      "(also --admin-token-file)",
      NULL, 1},
     {"harbor-webhook-token", OPT_SECRET, OFF(harbor_webhook_token), NULL, 0, 0, "TOKEN",
-     "enable POST /v1/webhooks/harbor; Harbor's Auth Header must be 'Bearer TOKEN' "
+     "enable POST /v1/webhooks/harbor; Harbor's Auth Header must be 'Bearer TOKEN' or TOKEN "
      "(also --harbor-webhook-token-file)",
      NULL, 1},
     {"github-webhook-secret", OPT_SECRET, OFF(github_webhook_secret), NULL, 0, 0, "SECRET",
@@ -182,14 +182,14 @@ static const struct opt opts[] = {
      NULL, 1},
     {"ecr-webhook-token", OPT_SECRET, OFF(ecr_webhook_token), NULL, 0, 0, "TOKEN",
      "enable POST /v1/webhooks/ecr (EventBridge API destination); Authorization must be "
-     "'Bearer TOKEN' (also --ecr-webhook-token-file)",
+     "'Bearer TOKEN' or TOKEN (also --ecr-webhook-token-file)",
      NULL, 1},
     {"gar-webhook-secret", OPT_SECRET, OFF(gar_webhook_secret), NULL, 0, 0, "SECRET",
      "enable POST /v1/webhooks/gar/SECRET (Pub/Sub push of Artifact Registry notifications) "
      "(also --gar-webhook-secret-file)",
      check_path_secret, 1},
     {"acr-webhook-token", OPT_SECRET, OFF(acr_webhook_token), NULL, 0, 0, "TOKEN",
-     "enable POST /v1/webhooks/acr; Authorization must be 'Bearer TOKEN' (also "
+     "enable POST /v1/webhooks/acr; Authorization must be 'Bearer TOKEN' or TOKEN (also "
      "--acr-webhook-token-file)",
      NULL, 1},
     {"max-body-bytes", OPT_SIZE, OFF(max_body_bytes), "1MiB", 1024, 64L * 1024 * 1024, "SIZE",
