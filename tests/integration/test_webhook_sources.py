@@ -17,6 +17,8 @@ import pytest
 
 from conftest import Daemon, fixture_bytes, wait_for
 from deploy_helpers import app, marathon, push, start_daemon, writes, wait_records  # noqa: F401
+from oci_images import write_image
+from registry_helpers import registry  # noqa: F401
 
 SECRETS = {
     "harbor": "harbor-auth-header-token",
@@ -234,3 +236,33 @@ def test_each_source_deploys(daemon, marathon):
         else:
             assert sent["labels"]["autodeploy.digest"] == fixture_digest(s), (s, sent["labels"])
     assert len([w for w in writes(emu, "/w/harbor") if w["method"] == "PATCH"]) == 1
+
+
+def test_digestless_push_takes_the_registrys_digest(daemon, marathon, registry, tmp_path):
+    """--verify-push require: a Docker Hub push (no digest) is deployed with the digest the
+    registry has for the tag; a second notification of the same image finds it running."""
+    reg = registry("open")
+    layout = str(tmp_path / "oci")
+    write_image(layout, "latest", created="2026-03-01T12:00:00Z", salt="hub")
+    dig = reg.push(layout, "latest", "team/app:latest")
+    emu = marathon([app("/w/hub", "%s/team/app:latest" % reg.addr, pattern="team/app:latest",
+                        instances=1)])
+    d = start_daemon(daemon, emu, "--verify-push", "require",
+                     FLAG["dockerhub"], SECRETS["dockerhub"])
+
+    def hub(pushed_at):
+        return json.dumps({"push_data": {"pushed_at": pushed_at, "pusher": "hubuser", "tag": "latest"},
+                           "repository": {"repo_name": "team/app"}}).encode()
+
+    assert post(d, "dockerhub", hub(1764000000)).json()["accepted"] == 1
+    rec = wait_records(d, "/w/hub", 1)[0]
+    assert rec["state"] == "succeeded" and rec["digest"] == dig, rec
+    patches = [w for w in writes(emu, "/w/hub") if w["method"] == "PATCH"]
+    sent = json.loads(patches[0]["body"])
+    assert sent["labels"]["autodeploy.digest"] == dig
+    assert sent["container"]["docker"]["forcePullImage"] is True
+    # Pushed again without a change (a new pushed_at: a new push): found running, no update.
+    assert post(d, "dockerhub", hub(1764000060)).json()["accepted"] == 1
+    recs = wait_records(d, "/w/hub", 2)
+    assert recs[0]["state"] == "unchanged", recs[0]
+    assert len([w for w in writes(emu, "/w/hub") if w["method"] == "PATCH"]) == 1
