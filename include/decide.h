@@ -111,7 +111,7 @@ struct decision {
     const char *state; /* record state for UNCHANGED/SKIP: "unchanged", "skipped", "dry_run" */
     char reason[DECIDE_REASON_MAX];
     char new_image[DECIDE_IMAGE_MAX];
-    int mutable_tag; /* same image string, new digest: force a pull */
+    int mutable_tag; /* same image string, new digest, or digest unknown: force a pull */
     int force;       /* send the update with ?force=true (--force or label autodeploy.force) */
 };
 

@@ -239,7 +239,9 @@ int decide_job(const struct config *cfg, const struct app_view *v, const struct 
         snprintf(r, sizeof r, "dry run: would deploy %.200s (now %.200s)", d->new_image, v->image);
         return skip(d, "dry_run", r);
     }
-    d->mutable_tag = same_image && !pin;
+    /* A push without a digest (deployed by tag, --verify-push off) may name a tag the agents
+     * hold an older copy of, whatever the image string was before: always pulled afresh. */
+    d->mutable_tag = (same_image && !pin) || !p->digest[0];
     d->action = DECIDE_DEPLOY;
     return 0;
 }

@@ -1422,6 +1422,15 @@ static void test_no_digest(void)
     cJSON_Delete(body);
     free(s);
 
+    /* Another tag, digest unknown: pulled afresh too (the agents may hold an old copy). */
+    struct push other_tag = mkpush("strava/foo", "master-3", "", PUSH_TS, "hub");
+    CHECK(decide_job(&cfg, &v, &other_tag, 0, &d) == 0 && d.action == DECIDE_DEPLOY &&
+              d.mutable_tag == 1,
+          "new tag without digest: forcePullImage");
+    struct push with_digest = mkpush("strava/foo", "master-3", DIGEST_A, PUSH_TS, "ci");
+    CHECK(decide_job(&cfg, &v, &with_digest, 0, &d) == 0 && d.mutable_tag == 0,
+          "new tag with a digest: no forced pull");
+
     /* After the deploy the app has no digest label: it is still ours. */
     set_label(app, "autodeploy.digest", NULL);
     decide_app_view(app, "autodeploy", &v);
