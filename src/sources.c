@@ -29,6 +29,7 @@ struct fields {
     const char *tag;
     const char *digest; /* "sha256:<hex>" or NULL */
     const char *pusher;
+    const char *reject; /* set: the push is rejected for this reason */
 };
 
 static const char *str(const cJSON *o, const char *k)
@@ -93,13 +94,15 @@ static void emit(const struct fields *f, event_fn fn, void *ctx)
     if (f->id && event_valid_id(f->id)) put(it.event_id, sizeof it.event_id, f->id);
     if (f->repo && ref_valid_repository(f->repo)) put(it.repository, sizeof it.repository, f->repo);
     const char *why = NULL;
-    if (f->id && !event_valid_id(f->id))
+    if (f->reject)
+        why = f->reject;
+    else if (f->id && !event_valid_id(f->id))
         why = "invalid event id";
     else if (!f->repo || !ref_valid_repository(f->repo))
         why = "repository is not a valid Docker repository";
     else if (!f->tag || !ref_valid_tag(f->tag))
         why = "tag is not a valid Docker tag";
-    else if (f->digest && !ref_valid_digest(f->digest))
+    else if (f->digest && *f->digest && !ref_valid_digest(f->digest)) /* "": none */
         why = "digest is not sha256:<64 hex>";
     else if (f->host && *f->host && !ref_valid_host(f->host))
         why = "registry host is not a valid host";
@@ -286,7 +289,8 @@ int source_parse_github(const char *body, size_t len, const char *event, event_f
     } else {
         f.tag = str(tag, "name");
         f.digest = str(tag, "digest");
-        if (!f.digest || !*f.digest) f.digest = str(ver, "name");
+        const char *vname = str(ver, "name"); /* a container version is named by its digest */
+        if ((!f.digest || !*f.digest) && vname && !strncmp(vname, "sha256:", 7)) f.digest = vname;
         emit(&f, fn, ctx);
     }
 out:
@@ -411,7 +415,7 @@ int source_parse_artifactory(const char *body, size_t len, const char *event, ev
         snprintf(digest, sizeof digest, "sha256:%s", hex);
         f.digest = digest;
     } else {
-        f.digest = hex ? hex : "";
+        f.digest = hex; /* too long: rejected */
     }
     if (origin && (!strncmp(origin, "https://", 8) || !strncmp(origin, "http://", 7))) {
         const char *h = strstr(origin, "//") + 2;
@@ -461,6 +465,8 @@ int source_parse_nexus(const char *body, size_t len, const char *event, event_fn
     if (wl > 5 && wl + 2 < sizeof ts && (when[wl - 5] == '+' || when[wl - 5] == '-')) {
         snprintf(ts, sizeof ts, "%.*s:%s", (int)(wl - 2), when, when + wl - 2);
         f.ts = ts;
+    } else {
+        f.ts = when; /* used when it is RFC 3339 already */
     }
     rc = 1;
     if (!comp) {
@@ -604,7 +610,8 @@ static void gar_item(const cJSON *msg, struct fields *f, event_fn fn, void *ctx)
             f->repo = repo;
             f->tag = tag;
             /* The digest must name the same image, or it is not this tag's. */
-            if (have_d && (strcmp(h2, host) || strcmp(r2, repo))) f->digest = "mismatch";
+            if (have_d && (strcmp(h2, host) || strcmp(r2, repo)))
+                f->reject = "the digest reference names another image than the tag";
         }
     } else {
         f->tag = t;

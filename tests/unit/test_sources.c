@@ -172,6 +172,14 @@ static const struct {
      "{\"domain\":\"docker\",\"event_type\":\"pushed\",\"data\":{\"image_name\":\"a/b\",\"tag\":"
      "\"1\",\"sha256\":\"XYZ\"}}",
      1, 0, 0, 1, "digest"},
+    {"artifactory", NULL,
+     "{\"domain\":\"docker\",\"event_type\":\"pushed\",\"data\":{\"image_name\":\"a/b\",\"tag\":"
+     "\"1\"}}",
+     1, 1, 0, 0, NULL}, /* no sha256: a push without a digest */
+    {"ecr", NULL,
+     "{\"detail-type\":\"ECR Image Action\",\"detail\":{\"action-type\":\"PUSH\",\"result\":"
+     "\"SUCCESS\",\"repository-name\":\"r\",\"image-tag\":\"1\",\"image-digest\":\"\"}}",
+     1, 1, 0, 0, NULL},
     {"nexus", NULL, "{\"component\":{}}", -1, 0, 0, 0, "action"},
     {"nexus", NULL, "{\"action\":\"CREATED\",\"repository\":{\"name\":\"r\"}}", 1, 0, 1, 0,
      "not about a component"},
@@ -263,8 +271,15 @@ static void test_details(void)
     EVP_EncodeBlock((unsigned char *)enc, (const unsigned char *)inner, (int)strlen(inner));
     snprintf(outer, sizeof outer, "{\"message\":{\"data\":\"%s\",\"messageId\":\"1\"}}", enc);
     run(gar, outer, strlen(outer), NULL, &g, err, sizeof err);
-    CHECK(g.n_rejected == 1, "GAR digest of another image rejected (%s)", g.reason);
+    CHECK(g.n_rejected == 1 && strstr(g.reason, "another image"),
+          "GAR digest of another image rejected (%s)", g.reason);
 
+    /* An old-style version name (not a digest) is no digest. */
+    const char *b4 = "{\"action\":\"published\",\"package\":{\"name\":\"a\",\"namespace\":\"o\","
+                     "\"package_type\":\"CONTAINER\",\"package_version\":{\"name\":\"1.0\","
+                     "\"container_metadata\":{\"tag\":{\"name\":\"1.0\"}}}}}";
+    run(gh, b4, strlen(b4), "package", &g, err, sizeof err);
+    CHECK(g.n_push == 1 && g.pushes[0].digest[0] == '\0', "no digest taken from a version name");
     CHECK(source_find("registry") == NULL && source_find(NULL) == NULL, "no such source");
     CHECK(source_count() == 9, "nine sources");
 }
