@@ -261,6 +261,7 @@ int source_parse_github(const char *body, size_t len, const char *event, event_f
         goto out;
     }
     const char *type = str(pkg, "package_type"), *name = str(pkg, "name");
+    if (!type) type = str(pkg, "ecosystem"); /* some deliveries name the kind only so */
     const cJSON *owner = obj(pkg, "owner");
     const char *ns = str(pkg, "namespace");
     if (!ns && owner) ns = str(owner, "login");

@@ -274,6 +274,11 @@ static void test_details(void)
     CHECK(g.n_rejected == 1 && strstr(g.reason, "another image"),
           "GAR digest of another image rejected (%s)", g.reason);
 
+    const char *b5 = "{\"action\":\"published\",\"package\":{\"name\":\"a\",\"namespace\":\"o\","
+                     "\"ecosystem\":\"CONTAINER\",\"package_version\":{"
+                     "\"container_metadata\":{\"tag\":{\"name\":\"2.0\"}}}}}";
+    run(gh, b5, strlen(b5), "package", &g, err, sizeof err);
+    CHECK(g.n_push == 1, "ecosystem CONTAINER without package_type (%s)", g.reason);
     /* An old-style version name (not a digest) is no digest. */
     const char *b4 = "{\"action\":\"published\",\"package\":{\"name\":\"a\",\"namespace\":\"o\","
                      "\"package_type\":\"CONTAINER\",\"package_version\":{\"name\":\"1.0\","
