@@ -26,6 +26,16 @@ struct config {
     char *listen;
     char *webhook_token;
     char *admin_token;
+    /* Other registries' webhooks (sources.h); NULL: that source answers 404. */
+    char *harbor_webhook_token;
+    char *github_webhook_secret;
+    char *dockerhub_webhook_secret;
+    char *quay_webhook_secret;
+    char *artifactory_webhook_secret;
+    char *nexus_webhook_secret;
+    char *ecr_webhook_token;
+    char *gar_webhook_secret;
+    char *acr_webhook_token;
     size_t max_body_bytes;
     long queue_size;
     long dedup_size;

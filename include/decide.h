@@ -111,7 +111,7 @@ struct decision {
     const char *state; /* record state for UNCHANGED/SKIP: "unchanged", "skipped", "dry_run" */
     char reason[DECIDE_REASON_MAX];
     char new_image[DECIDE_IMAGE_MAX];
-    int mutable_tag; /* same image string, new digest: force a pull */
+    int mutable_tag; /* same image string, new digest, or digest unknown: force a pull */
     int force;       /* send the update with ?force=true (--force or label autodeploy.force) */
 };
 
@@ -143,6 +143,11 @@ enum decide_verified {
 enum decide_verified decide_verify(const char *mode, const struct push *p, const char *image,
                                    const struct verify_answer *a, int out_of_time, char *reason,
                                    size_t len);
+
+/* A push that came without a digest (Docker Hub, Quay, Nexus webhooks) takes the one the
+ * registry answered for its tag (a->res REGISTRY_OK), so that it deploys, labels and is judged
+ * like any other push. Returns 1 when p->digest was set, 0 when p had one or a has none. */
+int decide_adopt_digest(struct push *p, const struct verify_answer *a);
 
 /* The partial update for d: the app's full container with only docker.image changed (and
  * forcePullImage for a mutable tag), its full labels with autodeploy.digest, pushed-by,

@@ -62,6 +62,24 @@ typedef void (*event_fn)(const struct event_item *item, void *ctx);
 int event_parse_envelope(const char *body, size_t len, event_fn fn, void *ctx, char *err,
                          size_t errlen);
 
+/* The same, but the body may also be one bare event object (with an "action", no "events"
+ * array), as Azure Container Registry sends it. */
+int event_parse_notification(const char *body, size_t len, event_fn fn, void *ctx, char *err,
+                             size_t errlen);
+
+/* Parses body as one JSON value with the checks every webhook body gets (not empty, no escaped
+ * NUL, no trailing data). Returns the tree (caller frees with cJSON_Delete), or NULL with a
+ * one-line reason in err. */
+struct cJSON;
+struct cJSON *event_json_parse(const char *body, size_t len, char *err, size_t errlen);
+
+/* Copies free text (a pusher's name) into dst of cap bytes: valid UTF-8 only, control
+ * characters removed, truncated on a character boundary. src NULL: "". */
+void event_copy_text(char *dst, size_t cap, const char *src);
+
+/* 1 when s is a usable event id: 1 to PUSH_ID_MAX-1 bytes of [A-Za-z0-9._:-]. */
+int event_valid_id(const char *s);
+
 /* 1 when mt is a manifest or index media type (OCI manifest/index, Docker v2 manifest and
  * manifest list, Docker schema 1). */
 int event_is_manifest_media_type(const char *mt);

@@ -5,7 +5,9 @@
  * The registry delivers at least once: it re-sends an event (same id) after any failure or
  * timeout, and a re-push of an unchanged image produces a new event with the same digest. Both
  * are answered as duplicates and never queued twice. A tag pushed again with another digest (a
- * mutable tag moving, or moving back) is new. The memory for this is bounded: the oldest keys
+ * mutable tag moving, or moving back) is new. A push without a digest (sources whose webhook
+ * carries none) is a duplicate only by its event id, and makes the next push of its tag new
+ * whatever its digest. The memory for this is bounded: the oldest keys
  * are forgotten first, and what is forgotten is still caught later by the deployer, which does
  * nothing when an app already runs the pushed digest.
  *

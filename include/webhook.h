@@ -22,4 +22,13 @@ void webhook_metrics_declare(void);
  * was accepted is remembered, so the registry's retry of the same body accepts the rest). */
 int webhook_handle(struct pushq *q, const char *body, size_t len, struct buf *resp);
 
+/* The same for another registry's webhook (sources.h): src's parser reads the body (event: the
+ * request's event header, e.g. X-GitHub-Event, or NULL), and each push is offered with
+ * push.source set to src's name, with the same answers, duplicate memory and back-pressure.
+ * src NULL: the Distribution envelope (webhook_handle). Counts per source in
+ * autodeploy_source_events_total as well. */
+struct source;
+int webhook_handle_source(struct pushq *q, const struct source *src, const char *body, size_t len,
+                          const char *event, struct buf *resp);
+
 #endif

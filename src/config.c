@@ -125,6 +125,17 @@ static int check_prefix(const char *v, char *err, size_t errlen)
     return -1;
 }
 
+/* A secret that goes in a URL path: unreserved URL characters only, and long enough not to be
+ * guessed. */
+static int check_path_secret(const char *v, char *err, size_t errlen)
+{
+    size_t n = strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~");
+    if (!v[n] && n >= 16 && n <= 256) return 0;
+    snprintf(err, errlen,
+             "expected 16 to 256 characters of A-Z a-z 0-9 - . _ ~ (it goes in a URL)");
+    return -1;
+}
+
 static int check_label(const char *v, char *err, size_t errlen)
 {
     if (*v && strlen(v) < 128) return 0;
@@ -145,6 +156,41 @@ static const struct opt opts[] = {
     {"admin-token", OPT_SECRET, OFF(admin_token), NULL, 0, 0, "TOKEN",
      "bearer token for POST /v1/pause and /v1/resume; unset disables them "
      "(also --admin-token-file)",
+     NULL, 1},
+    {"harbor-webhook-token", OPT_SECRET, OFF(harbor_webhook_token), NULL, 0, 0, "TOKEN",
+     "enable POST /v1/webhooks/harbor; Harbor's Auth Header must be 'Bearer TOKEN' or TOKEN "
+     "(also --harbor-webhook-token-file)",
+     NULL, 1},
+    {"github-webhook-secret", OPT_SECRET, OFF(github_webhook_secret), NULL, 0, 0, "SECRET",
+     "enable POST /v1/webhooks/github; checks X-Hub-Signature-256 (also "
+     "--github-webhook-secret-file)",
+     NULL, 1},
+    {"dockerhub-webhook-secret", OPT_SECRET, OFF(dockerhub_webhook_secret), NULL, 0, 0, "SECRET",
+     "enable POST /v1/webhooks/dockerhub/SECRET (also --dockerhub-webhook-secret-file)",
+     check_path_secret, 1},
+    {"quay-webhook-secret", OPT_SECRET, OFF(quay_webhook_secret), NULL, 0, 0, "SECRET",
+     "enable POST /v1/webhooks/quay/SECRET (also --quay-webhook-secret-file)", check_path_secret,
+     1},
+    {"artifactory-webhook-secret", OPT_SECRET, OFF(artifactory_webhook_secret), NULL, 0, 0,
+     "SECRET",
+     "enable POST /v1/webhooks/artifactory; checks X-JFrog-Event-Auth (the secret, or its "
+     "payload signature) (also --artifactory-webhook-secret-file)",
+     NULL, 1},
+    {"nexus-webhook-secret", OPT_SECRET, OFF(nexus_webhook_secret), NULL, 0, 0, "SECRET",
+     "enable POST /v1/webhooks/nexus; checks X-Nexus-Webhook-Signature (also "
+     "--nexus-webhook-secret-file)",
+     NULL, 1},
+    {"ecr-webhook-token", OPT_SECRET, OFF(ecr_webhook_token), NULL, 0, 0, "TOKEN",
+     "enable POST /v1/webhooks/ecr (EventBridge API destination); Authorization must be "
+     "'Bearer TOKEN' or TOKEN (also --ecr-webhook-token-file)",
+     NULL, 1},
+    {"gar-webhook-secret", OPT_SECRET, OFF(gar_webhook_secret), NULL, 0, 0, "SECRET",
+     "enable POST /v1/webhooks/gar/SECRET (Pub/Sub push of Artifact Registry notifications) "
+     "(also --gar-webhook-secret-file)",
+     check_path_secret, 1},
+    {"acr-webhook-token", OPT_SECRET, OFF(acr_webhook_token), NULL, 0, 0, "TOKEN",
+     "enable POST /v1/webhooks/acr; Authorization must be 'Bearer TOKEN' or TOKEN (also "
+     "--acr-webhook-token-file)",
      NULL, 1},
     {"max-body-bytes", OPT_SIZE, OFF(max_body_bytes), "1MiB", 1024, 64L * 1024 * 1024, "SIZE",
      "largest webhook body accepted (larger: 413)", NULL, 1},

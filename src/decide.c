@@ -211,7 +211,7 @@ int decide_job(const struct config *cfg, const struct app_view *v, const struct 
         return skip(d, "skipped", d->reason);
     d->force = cfg->force || v->force;
     int same_image = !strcmp(v->image, d->new_image);
-    if (same_image && v->digest && !strcmp(v->digest, p->digest)) {
+    if (same_image && p->digest[0] && v->digest && !strcmp(v->digest, p->digest)) {
         if (v->deployment) {
             d->action = DECIDE_FOLLOW;
         } else if (sent_unanswered) {
@@ -239,7 +239,9 @@ int decide_job(const struct config *cfg, const struct app_view *v, const struct 
         snprintf(r, sizeof r, "dry run: would deploy %.200s (now %.200s)", d->new_image, v->image);
         return skip(d, "dry_run", r);
     }
-    d->mutable_tag = same_image && !pin;
+    /* A push without a digest (deployed by tag, --verify-push off) may name a tag the agents
+     * hold an older copy of, whatever the image string was before: always pulled afresh. */
+    d->mutable_tag = (same_image && !pin) || !p->digest[0];
     d->action = DECIDE_DEPLOY;
     return 0;
 }
@@ -270,6 +272,13 @@ enum decide_verified decide_verify(const char *mode, const struct push *p, const
     }
     snprintf(reason, len, "%s: %.400s", what, a->err);
     return VERIFIED_FAIL;
+}
+
+int decide_adopt_digest(struct push *p, const struct verify_answer *a)
+{
+    if (p->digest[0] || a->res != REGISTRY_OK || !ref_valid_digest(a->digest)) return 0;
+    memcpy(p->digest, a->digest, strlen(a->digest) + 1); /* 71 bytes: valid digests fit */
+    return 1;
 }
 
 /* The app's container with docker.image replaced; NULL when out of memory. */
@@ -325,8 +334,10 @@ char *decide_update_body(const struct app_view *v, const struct decision *d, con
                          const char *deployed_at)
 {
     cJSON *labels = labels_copy(v);
-    const char *set[] = {p->digest, p->pusher[0] ? p->pusher : "unknown", deployed_at,
-                         p->timestamp[0] ? p->timestamp : NULL};
+    /* A push deployed by tag, its digest unknown (--verify-push off), removes the previous
+     * push's autodeploy.digest rather than leave it claiming another image. */
+    const char *set[] = {p->digest[0] ? p->digest : NULL, p->pusher[0] ? p->pusher : "unknown",
+                         deployed_at, p->timestamp[0] ? p->timestamp : NULL};
     /* A push without a time removes the previous push's autodeploy.pushed-at: every label
      * then describes the image deployed. */
     for (size_t i = 0; decide_own_labels[i] && labels; i++)
@@ -380,6 +391,7 @@ enum decide_owner decide_owner(const struct app_view *v, const char *our_image,
         reason = scratch;
         reasonlen = sizeof scratch;
     }
+    if (our_digest && !our_digest[0]) our_digest = NULL; /* deployed by tag: no digest label */
     if (!v->image || strcmp(v->image, our_image) != 0 ||
         (our_digest && (!v->digest || strcmp(v->digest, our_digest) != 0))) {
         snprintf(reason, reasonlen,

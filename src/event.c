@@ -132,7 +132,7 @@ static size_t utf8_len(const unsigned char *s)
 
 /* Copies free text (the pusher's name) keeping valid UTF-8 only and no control characters,
  * truncated on a character boundary. */
-static void copy_text(char *dst, size_t cap, const char *src)
+void event_copy_text(char *dst, size_t cap, const char *src)
 {
     size_t o = 0;
     const unsigned char *s = (const unsigned char *)(src ? src : "");
@@ -155,7 +155,7 @@ static void copy_text(char *dst, size_t cap, const char *src)
     dst[o] = '\0';
 }
 
-static int valid_event_id(const char *s)
+int event_valid_id(const char *s)
 {
     size_t n = 0;
     for (; s[n]; n++) {
@@ -179,7 +179,7 @@ static void classify(const cJSON *ev, struct event_item *it)
         return;
     }
     const char *id = get_string(ev, "id");
-    if (id && !valid_event_id(id)) {
+    if (id && !event_valid_id(id)) {
         copy_str(it->reason, sizeof it->reason, "invalid event id");
         return;
     }
@@ -253,21 +253,21 @@ static void classify(const cJSON *ev, struct event_item *it)
     if (ts && strlen(ts) < sizeof p->timestamp && event_parse_rfc3339(ts, &p->timestamp_ns) == 0)
         copy_str(p->timestamp, sizeof p->timestamp, ts);
     const cJSON *actor = cJSON_GetObjectItemCaseSensitive(ev, "actor");
-    if (cJSON_IsObject(actor)) copy_text(p->pusher, sizeof p->pusher, get_string(actor, "name"));
+    if (cJSON_IsObject(actor))
+        event_copy_text(p->pusher, sizeof p->pusher, get_string(actor, "name"));
 }
 
-int event_parse_envelope(const char *body, size_t len, event_fn fn, void *ctx, char *err,
-                         size_t errlen)
+cJSON *event_json_parse(const char *body, size_t len, char *err, size_t errlen)
 {
     if (!body || len == 0) {
-        snprintf(err, errlen, "empty body: expected a notification envelope {\"events\":[...]}");
-        return -1;
+        snprintf(err, errlen, "empty body: expected a JSON object");
+        return NULL;
     }
     if (json_has_escaped_nul(body, len)) {
         snprintf(err, errlen,
                  "body contains an escaped NUL character (\\u0000), which no "
                  "field may hold");
-        return -1;
+        return NULL;
     }
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(body, len, &end, 0);
@@ -275,33 +275,72 @@ int event_parse_envelope(const char *body, size_t len, event_fn fn, void *ctx, c
         const char *at = cJSON_GetErrorPtr();
         long off = (at && at >= body && at <= body + len) ? (long)(at - body) : -1;
         snprintf(err, errlen, "body is not valid JSON (error near byte %ld)", off);
-        return -1;
+        return NULL;
     }
-    int rc = -1;
     while (end && end < body + len && (*end == ' ' || *end == '\n' || *end == '\r' || *end == '\t'))
         end++;
     if (end && end < body + len) {
         snprintf(err, errlen, "body has trailing data after the JSON value (byte %ld)",
                  (long)(end - body));
-        goto out;
+        cJSON_Delete(root);
+        return NULL;
     }
+    return root;
+}
+
+/* Calls fn for each event of the envelope root, or for root itself when bare is set and root
+ * is one event object; -1 (err set) when root is neither. */
+static int walk(const cJSON *root, int bare, event_fn fn, void *ctx, char *err, size_t errlen)
+{
     const cJSON *events = cJSON_GetObjectItemCaseSensitive(root, "events");
+    struct event_item item;
+    if (bare && cJSON_IsObject(root) && !events &&
+        cJSON_GetObjectItemCaseSensitive(root, "action")) {
+        classify(root, &item);
+        fn(&item, ctx);
+        return 1;
+    }
     if (!cJSON_IsObject(root) || !cJSON_IsArray(events)) {
         snprintf(err, errlen,
-                 "not a notification envelope: expected an object with an "
-                 "\"events\" array");
-        goto out;
+                 bare ? "not a notification: expected an object with an \"events\" array or "
+                        "one event object with an \"action\""
+                      : "not a notification envelope: expected an object with an "
+                        "\"events\" array");
+        return -1;
     }
     const cJSON *ev;
-    struct event_item item;
-    rc = 0;
+    int n = 0;
     cJSON_ArrayForEach(ev, events)
     {
         classify(ev, &item);
         fn(&item, ctx);
-        rc++;
+        n++;
     }
-out:
+    return n;
+}
+
+static int parse_notification(const char *body, size_t len, int bare, event_fn fn, void *ctx,
+                              char *err, size_t errlen)
+{
+    if (!body || len == 0) {
+        snprintf(err, errlen, "empty body: expected a notification envelope {\"events\":[...]}");
+        return -1;
+    }
+    cJSON *root = event_json_parse(body, len, err, errlen);
+    if (!root) return -1;
+    int rc = walk(root, bare, fn, ctx, err, errlen);
     cJSON_Delete(root);
     return rc;
+}
+
+int event_parse_envelope(const char *body, size_t len, event_fn fn, void *ctx, char *err,
+                         size_t errlen)
+{
+    return parse_notification(body, len, 0, fn, ctx, err, errlen);
+}
+
+int event_parse_notification(const char *body, size_t len, event_fn fn, void *ctx, char *err,
+                             size_t errlen)
+{
+    return parse_notification(body, len, 1, fn, ctx, err, errlen);
 }

@@ -147,7 +147,7 @@ static int push_parse(const cJSON *o, struct push *p)
         copy_str(o, "source", p->source, sizeof p->source) < 0)
         return -1;
     if (!ref_valid_repository(p->repository) || !ref_valid_tag(p->tag) ||
-        !ref_valid_digest(p->digest) || (p->host[0] && !ref_valid_host(p->host)))
+        (p->digest[0] && !ref_valid_digest(p->digest)) || (p->host[0] && !ref_valid_host(p->host)))
         return -1;
     return 0;
 }

@@ -205,9 +205,13 @@ enum pushq_result pushq_offer(struct pushq *q, const struct push *p)
     uint64_t dig = hash_str(q->seed, p->digest, NULL);
     uint64_t seen;
     enum pushq_result r;
+    /* A push without a digest (Docker Hub, Quay, Nexus) cannot be told from the tag's previous
+     * push by its content: only its event id makes it a duplicate. */
+    int has_digest = p->digest[0] != '\0';
 
     pthread_mutex_lock(&q->mu);
-    if ((idk && hmap_get(&q->ids, idk, NULL)) || (hmap_get(&q->tags, tagk, &seen) && seen == dig)) {
+    if ((idk && hmap_get(&q->ids, idk, NULL)) ||
+        (has_digest && hmap_get(&q->tags, tagk, &seen) && seen == dig)) {
         r = PUSHQ_DUPLICATE;
         if (idk) hmap_put(&q->ids, idk, 1);
         goto out;
@@ -226,7 +230,9 @@ enum pushq_result pushq_offer(struct pushq *q, const struct push *p)
     q->next_seq++;
     q->len++;
     if (idk) hmap_put(&q->ids, idk, 1);
-    hmap_put(&q->tags, tagk, dig);
+    /* Without a digest the tag moved to something unknown: 0, which no digest hashes to,
+     * makes the next push of the tag new whatever its digest. */
+    hmap_put(&q->tags, tagk, has_digest ? dig : 0);
 
     struct recent *rc = &q->recent[(slot->seq - 1) % q->recent_cap];
     rc->p = *slot;

@@ -85,6 +85,8 @@ void record_job(struct job *j)
         copy(r->old_image, sizeof r->old_image, j->old_image);
         copy(r->new_image, sizeof r->new_image, j->new_image);
         copy(r->old_digest, sizeof r->old_digest, j->old_digest);
+        /* A push that came without a digest has the registry's once verified (update.c). */
+        if (!r->push.digest[0]) copy(r->push.digest, sizeof r->push.digest, j->p->digest);
         copy(r->deployment_id, sizeof r->deployment_id, j->dep_id);
     }
     pthread_mutex_unlock(&j->d->mu);

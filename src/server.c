@@ -21,6 +21,8 @@
 #include "log.h"
 #include "metrics.h"
 #include "report.h"
+#include "signature.h"
+#include "sources.h"
 #include "webhook.h"
 
 #include <microhttpd.h>
@@ -107,7 +109,8 @@ static const struct {
 /* State of a request that spans several handler calls: a webhook body arriving, or a plan
  * computed on its own thread while the connection is suspended. */
 struct req {
-    struct buf body; /* webhook: the body so far; plan: the answer */
+    struct buf body;          /* webhook: the body so far; plan: the answer */
+    const struct source *src; /* another registry's webhook; NULL: the Distribution one */
     int is_plan;
     int reconcile;          /* the plan is a reconcile preview */
     atomic_int plan_status; /* 0 until the plan thread is done; then body is the answer */
@@ -303,13 +306,142 @@ static int content_type_ok(struct MHD_Connection *c)
     return 0;
 }
 
+/* ---- other registries' webhooks: /v1/webhooks/<source>[/<secret>] (sources.h) */
+
+#define SOURCE_PREFIX "/v1/webhooks/"
+
+/* The source a URL names, and the path segment after its name (NULL: none). NULL when the URL
+ * is not a source's. */
+static const struct source *source_of(const char *url, const char **secret)
+{
+    size_t pl = sizeof SOURCE_PREFIX - 1;
+    *secret = NULL;
+    if (strncmp(url, SOURCE_PREFIX, pl) != 0) return NULL;
+    const char *name = url + pl;
+    size_t n = strcspn(name, "/");
+    char buf[32];
+    if (n == 0 || n >= sizeof buf) return NULL;
+    memcpy(buf, name, n);
+    buf[n] = '\0';
+    const struct source *src = source_find(buf);
+    if (src && name[n] == '/') *secret = name + n + 1;
+    return src;
+}
+
+/* The setting that enables src (NULL: not enabled). */
+static const char *source_secret(const struct config *cfg, const struct source *src)
+{
+    const char *n = src->name;
+    return !strcmp(n, "harbor")        ? cfg->harbor_webhook_token
+           : !strcmp(n, "github")      ? cfg->github_webhook_secret
+           : !strcmp(n, "dockerhub")   ? cfg->dockerhub_webhook_secret
+           : !strcmp(n, "quay")        ? cfg->quay_webhook_secret
+           : !strcmp(n, "artifactory") ? cfg->artifactory_webhook_secret
+           : !strcmp(n, "nexus")       ? cfg->nexus_webhook_secret
+           : !strcmp(n, "ecr")         ? cfg->ecr_webhook_token
+           : !strcmp(n, "gar")         ? cfg->gar_webhook_secret
+           : !strcmp(n, "acr")         ? cfg->acr_webhook_token
+                                       : NULL;
+}
+
+/* The request path as it may be logged: a secret in it replaced by "***". */
+static void loggable_path(const struct source *src, const char *secret, char *out, size_t len)
+{
+    snprintf(out, len, "%s%s%s", SOURCE_PREFIX, src->name, secret ? "/***" : "");
+}
+
+static enum MHD_Result refuse_source(struct MHD_Connection *c, const struct source *src,
+                                     const char *secret, int status, const char *msg)
+{
+    char path[64];
+    loggable_path(src, secret, path, sizeof path);
+    log_warn("webhook refused", "path", path, "status", status == 404 ? "404" : "401", "reason",
+             msg, NULL);
+    count_webhook(status);
+    return respond_error(c, status, msg, NULL, NULL);
+}
+
+/* Checks what can be checked from the headers: the source is enabled, its static header or path
+ * secret is right. The signatures over the body are checked once it is in (source_body_ok).
+ * Returns 0 to go on, or the status already queued. */
+static int source_headers(struct MHD_Connection *c, const struct source *src, const char *secret,
+                          enum MHD_Result *ret)
+{
+    const char *want = source_secret(config_live(), src);
+    if (!want) {
+        *ret = refuse_source(c, src, secret, 404, "this webhook source is not enabled");
+        return 404;
+    }
+    if (src->auth != AUTH_PATH && secret) {
+        *ret = refuse_source(c, src, secret, 404, "not found");
+        return 404;
+    }
+    int ok = 1;
+    if (src->auth == AUTH_PATH) {
+        ok = secret && sig_equal(secret, strlen(secret), want, strlen(want));
+    } else if (src->auth == AUTH_BEARER) {
+        const char *h =
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+        ok = sig_bearer_ok(h, want, 1);
+    }
+    if (!ok) {
+        *ret = refuse_source(c, src, secret, 401, "missing or invalid credentials");
+        return 401;
+    }
+    return 0;
+}
+
+/* 1 when the body's signature is right (sources signing their bodies), or none is needed. */
+static int source_body_ok(struct MHD_Connection *c, const struct source *src, const struct buf *b)
+{
+    const char *want = source_secret(config_live(), src);
+    const char *body = b->data ? b->data : "";
+    const char *h;
+    switch (src->auth) {
+    case AUTH_GITHUB:
+        h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Hub-Signature-256");
+        return sig_github_ok(want, body, b->len, h);
+    case AUTH_NEXUS:
+        h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Nexus-Webhook-Signature");
+        return sig_nexus_ok(want, body, b->len, h);
+    case AUTH_JFROG:
+        h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-JFrog-Event-Auth");
+        return sig_jfrog_ok(want, body, b->len, h);
+    default:
+        return want != NULL; /* a reload may have disabled the source meanwhile */
+    }
+}
+
+/* The last call of a source's request: the body is in. */
+static enum MHD_Result source_finish(struct MHD_Connection *c, struct req *rq)
+{
+    const struct source *src = rq->src;
+    if (!source_body_ok(c, src, &rq->body))
+        return refuse_source(c, src, NULL, 401, "missing or invalid signature");
+    const char *event = NULL;
+    if (src->auth == AUTH_GITHUB)
+        event = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-GitHub-Event");
+    struct buf resp;
+    buf_init(&resp, 64 * 1024);
+    int status = webhook_handle_source(rq->s->q, src, rq->body.data, rq->body.len, event, &resp);
+    if (status == 202 && event && !strcmp(event, "ping")) status = 200; /* GitHub's hook test */
+    count_webhook(status);
+    enum MHD_Result ret =
+        respond(c, status, "application/json", &resp, status == 503 ? "Retry-After" : NULL, "2");
+    buf_free(&resp);
+    return ret;
+}
+
 /* First call of a webhook request: everything that can be decided from the headers. Returns
  * 0 to go on reading the body, or the status already queued. */
-static int webhook_headers(struct MHD_Connection *c, enum MHD_Result *ret)
+static int webhook_headers(struct MHD_Connection *c, const struct source *src, const char *secret,
+                           enum MHD_Result *ret)
 {
     const struct config *cfg = config_live();
     int status = 0;
-    if (cfg->webhook_token && !bearer_ok(c, cfg->webhook_token)) {
+    if (src) {
+        if ((status = source_headers(c, src, secret, ret)) != 0) return status;
+    } else if (cfg->webhook_token && !bearer_ok(c, cfg->webhook_token)) {
         status = 401;
         log_warn("webhook refused: missing or wrong bearer token", NULL);
         *ret = respond_error(c, status, "missing or invalid bearer token", "WWW-Authenticate",
@@ -527,6 +659,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             *upload_data_size = 0;
             return MHD_YES;
         }
+        if (rq->src) return source_finish(c, rq);
         struct buf resp;
         buf_init(&resp, 64 * 1024);
         int status = webhook_handle(s->q, rq->body.data, rq->body.len, &resp);
@@ -535,6 +668,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                                       status == 503 ? "Retry-After" : NULL, "2");
         buf_free(&resp);
         return ret;
+    }
+
+    const char *secret = NULL;
+    const struct source *src = source_of(url, &secret);
+    if (src && strcmp(method, "POST") != 0) {
+        count_webhook(405);
+        return respond_error(c, 405, "method not allowed; use POST", "Allow", "POST");
+    }
+    if (src) {
+        enum MHD_Result ret = MHD_YES;
+        if (webhook_headers(c, src, secret, &ret)) return ret;
+        rq = calloc(1, sizeof *rq);
+        if (!rq) return MHD_NO;
+        buf_init(&rq->body, config_live()->max_body_bytes);
+        rq->src = src;
+        rq->s = s;
+        *con_cls = rq;
+        return MHD_YES;
     }
 
     enum route r = R_NONE;
@@ -567,7 +718,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (r != R_WEBHOOK) return serve_small(s, c, r);
 
     enum MHD_Result ret = MHD_YES;
-    if (webhook_headers(c, &ret)) return ret;
+    if (webhook_headers(c, NULL, NULL, &ret)) return ret;
     rq = calloc(1, sizeof *rq);
     if (!rq) return MHD_NO;
     buf_init(&rq->body, config_live()->max_body_bytes);

@@ -326,7 +326,8 @@ static int retry_after(struct job *j, long st, struct httpc_resp *resp, int atte
 }
 
 /* Asks the registry whether it has the push (--verify-push), once per job. Returns 1 to go
- * on, 0 when the job ended (reported), -1 to try again later. */
+ * on, 2 to go on after deciding again (the push had no digest and now has the registry's), 0
+ * when the job ended (reported), -1 to try again later. */
 static int verify(struct job *j, const struct decision *dec, int attempt)
 {
     const char *mode = config_live()->verify_push;
@@ -345,7 +346,8 @@ static int verify(struct job *j, const struct decision *dec, int attempt)
         /* fall through */
     case VERIFIED_DEPLOY:
         j->verified = 1;
-        return 1;
+        /* j->p is the chosen waiting push (j->w[0]), which this job owns now. */
+        return decide_adopt_digest(&j->w[0]->push, &a) ? 2 : 1;
     case VERIFIED_MISSING:
         end_job(j, "skipped", REPORT_SKIPPED, why);
         return 0;
@@ -372,6 +374,12 @@ static int send(struct job *j, const struct app_view *v, const struct decision *
     }
     int ok = verify(j, dec, attempt);
     if (ok <= 0) return ok;
+    struct decision again;
+    if (ok == 2) { /* the digest is known now: the app may already run it */
+        decide_job(config_live(), v, j->p, j->sent_unanswered, &again);
+        if (again.action != DECIDE_DEPLOY) return not_deploying(j, v, &again);
+        dec = &again;
+    }
     note_before(j, v);
     record_job(j);
     char *body = decide_update_body(v, dec, j->p, j->deployed_at);

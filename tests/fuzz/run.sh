@@ -12,6 +12,7 @@ for bin in "$@"; do
     mkdir -p "$corpus"
     case $name in
     fuzz_event) cp tests/fixtures/registry/*.json tests/fixtures/registry/other/*.json "$corpus"/ ;;
+    fuzz_sources) cp tests/fixtures/webhooks/*.json "$corpus"/ ;;
     fuzz_listing) cp tests/fixtures/marathon/apps_list_legacy.json "$corpus"/
         printf '{"apps":[{"id":"/a","labels":{"autodeploy":"x:*"},"container":{"docker":{"image":"r/x:1"}}}]}' >"$corpus/seed1" ;;
     fuzz_journal) printf '%s\n%s\n%s\n' \

@@ -1606,6 +1606,73 @@ static void test_reconcile(void)
     }
 }
 
+/* --- pushes without a digest (Docker Hub, Quay, Nexus webhooks) ----------------------------- */
+
+static void test_no_digest(void)
+{
+    cJSON *app = app_new();
+    struct app_view v;
+    struct config cfg;
+    struct decision d;
+    memset(&cfg, 0, sizeof cfg);
+    /* The app runs master-2 at DIGEST_B; the same tag is pushed again, digest unknown. */
+    set_image(app, NEW_IMAGE);
+    set_label(app, "autodeploy.digest", DIGEST_B);
+    decide_app_view(app, "autodeploy", &v);
+    struct push p = mkpush("strava/foo", "master-2", "", PUSH_TS, "hub");
+    CHECK(decide_job(&cfg, &v, &p, 0, &d) == 0 && d.action == DECIDE_DEPLOY,
+          "no digest: never taken for the running one (%d %s)", d.action, d.reason);
+    CHECK(d.mutable_tag == 1, "same tag, unknown digest: the agents must pull");
+    char *s = decide_update_body(&v, &d, &p, "2026-11-25T10:00:04Z");
+    cJSON *body = s ? cJSON_Parse(s) : NULL;
+    const cJSON *docker = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(body, "container"), "docker");
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(docker, "forcePullImage")),
+          "deploy by tag sets forcePullImage: %s", s ? s : "(null)");
+    CHECK(label_of(body, "autodeploy.digest") == NULL,
+          "the previous digest label is removed, not left claiming the new image: %s",
+          s ? s : "(null)");
+    CHECK(label_of(body, "autodeploy.pushed-by") != NULL, "the other labels are written");
+    cJSON_Delete(body);
+    free(s);
+
+    /* Another tag, digest unknown: pulled afresh too (the agents may hold an old copy). */
+    struct push other_tag = mkpush("strava/foo", "master-3", "", PUSH_TS, "hub");
+    CHECK(decide_job(&cfg, &v, &other_tag, 0, &d) == 0 && d.action == DECIDE_DEPLOY &&
+              d.mutable_tag == 1,
+          "new tag without digest: forcePullImage");
+    struct push with_digest = mkpush("strava/foo", "master-3", DIGEST_A, PUSH_TS, "ci");
+    CHECK(decide_job(&cfg, &v, &with_digest, 0, &d) == 0 && d.mutable_tag == 0,
+          "new tag with a digest: no forced pull");
+
+    /* After the deploy the app has no digest label: it is still ours. */
+    set_label(app, "autodeploy.digest", NULL);
+    decide_app_view(app, "autodeploy", &v);
+    char why[DECIDE_REASON_MAX];
+    CHECK(decide_owner(&v, NEW_IMAGE, "", NULL, why, sizeof why) != OWNER_CHANGED,
+          "deployed by tag: an empty digest is not checked (%s)", why);
+    CHECK(decide_owner(&v, NEW_IMAGE, DIGEST_A, NULL, why, sizeof why) == OWNER_CHANGED,
+          "a digest we wrote must still be there");
+
+    /* --verify-push require|warn: the registry's answer becomes the push's digest. */
+    struct verify_answer ok = {REGISTRY_OK, DIGEST_B, ""};
+    struct verify_answer bad = {REGISTRY_OK, "sha256:short", ""};
+    struct verify_answer down = {REGISTRY_UNREACHABLE, "", "boom"};
+    struct push q = p;
+    CHECK(decide_adopt_digest(&q, &down) == 0 && !q.digest[0], "no answer: still no digest");
+    CHECK(decide_adopt_digest(&q, &bad) == 0 && !q.digest[0], "an invalid digest is not taken");
+    CHECK(decide_adopt_digest(&q, &ok) == 1 && !strcmp(q.digest, DIGEST_B), "digest adopted");
+    struct verify_answer other = {REGISTRY_OK, DIGEST_A, ""};
+    CHECK(decide_adopt_digest(&q, &other) == 0 && !strcmp(q.digest, DIGEST_B),
+          "a push's own digest is never replaced");
+    /* Decided again with it: the app already runs that digest. */
+    set_label(app, "autodeploy.digest", DIGEST_B);
+    decide_app_view(app, "autodeploy", &v);
+    CHECK(decide_job(&cfg, &v, &q, 0, &d) == 0 && d.action == DECIDE_UNCHANGED,
+          "with the registry's digest the running image is recognised (%d)", d.action);
+    cJSON_Delete(app);
+}
+
 int main(void)
 {
     test_reconcile();
@@ -1621,5 +1688,6 @@ int main(void)
     test_rollback_body();
     test_owner();
     test_verify();
+    test_no_digest();
     return TEST_DONE("test_decide");
 }

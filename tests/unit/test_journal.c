@@ -263,6 +263,33 @@ static void test_symlink_is_kept(void)
     unlink(target);
 }
 
+/* A push without a digest (a Docker Hub or Quay webhook) survives a restart as one; a bad
+ * digest still fails the grammar. */
+static void test_push_without_digest(void)
+{
+    unlink(path);
+    struct push *pending;
+    size_t n;
+    int paused;
+    struct journal *j = reopen(&pending, &n, &paused);
+    struct push a = mk("latest", 'a');
+    a.digest[0] = '\0';
+    snprintf(a.source, sizeof a.source, "dockerhub");
+    CHECK(journal_add(j, &a) == 0, "digest-less push recorded");
+    journal_close(j);
+    append_raw("{\"id\":9,\"push\":{\"event_id\":\"x\",\"timestamp\":\"\",\"timestamp_ns\":0,"
+               "\"host\":\"\",\"repository\":\"a/b\",\"tag\":\"t\",\"digest\":\"sha256:1\","
+               "\"media_type\":\"\",\"pusher\":\"\"}}\n");
+    j = reopen(&pending, &n, &paused);
+    CHECK(n == 1, "the digest-less push is back, the bad digest is not (got %zu)", n);
+    if (n == 1) {
+        CHECK(pending[0].digest[0] == '\0', "still without a digest");
+        CHECK_STR(pending[0].source, "dockerhub");
+    }
+    free(pending);
+    journal_close(j);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/autodeploy-journal-XXXXXX");
@@ -275,6 +302,7 @@ int main(void)
     test_queue_hooks();
     test_unwritable_path();
     test_symlink_is_kept();
+    test_push_without_digest();
     unlink(path);
     char tmp[160];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);

@@ -148,9 +148,39 @@ static void test_pause_and_close(void)
     pushq_free(NULL);
 }
 
+/* Pushes without a digest (Docker Hub, Quay, Nexus): only their event id dedups them. */
+static void test_no_digest(void)
+{
+    struct pushq *q = pushq_new(100, 1000, 10);
+    struct push a = mk("hub-1", "team/app", "latest", 'a');
+    a.digest[0] = '\0';
+    CHECK(pushq_offer(q, &a) == PUSHQ_ACCEPTED, "digest-less push accepted");
+    CHECK(pushq_offer(q, &a) == PUSHQ_DUPLICATE, "its re-delivery (same id) is a duplicate");
+    struct push b = a;
+    snprintf(b.event_id, sizeof b.event_id, "hub-2");
+    CHECK(pushq_offer(q, &b) == PUSHQ_ACCEPTED, "a new push of the tag is never dropped");
+    struct push c = a;
+    c.event_id[0] = '\0';
+    CHECK(pushq_offer(q, &c) == PUSHQ_ACCEPTED && pushq_offer(q, &c) == PUSHQ_ACCEPTED,
+          "without id nor digest nothing tells two pushes apart: both kept");
+    /* A digest seen before the digest-less push is new again after it: the tag moved. */
+    struct push d1 = mk("r-1", "team/web", "v1", 'd');
+    CHECK(pushq_offer(q, &d1) == PUSHQ_ACCEPTED, "web:v1 @d");
+    struct push nod = mk("hub-3", "team/web", "v1", 'x');
+    nod.digest[0] = '\0';
+    CHECK(pushq_offer(q, &nod) == PUSHQ_ACCEPTED, "web:v1 without digest");
+    struct push d2 = mk("r-2", "team/web", "v1", 'd');
+    CHECK(pushq_offer(q, &d2) == PUSHQ_ACCEPTED, "web:v1 @d again after an unknown push: new");
+    struct push d3 = mk("harbor-x", "team/web", "v1", 'd');
+    CHECK(pushq_offer(q, &d3) == PUSHQ_DUPLICATE,
+          "the same image through a second path (another id, same digest): once");
+    pushq_free(q);
+}
+
 int main(void)
 {
     test_duplicates();
+    test_no_digest();
     test_full();
     test_bounded_memory();
     test_pause_and_close();

@@ -7,6 +7,7 @@
 #include "metrics.h"
 #include "reference.h"
 #include "server.h"
+#include "sources.h"
 #include "testlib.h"
 #include "webhook.h"
 
@@ -234,6 +235,48 @@ static void test_secret_equal(void)
     CHECK(!server_secret_equal("", 0, "a", 1), "empty vs one");
 }
 
+/* Another registry's webhook: the same answers, the source on each push, counted per source. */
+static void test_sources(void)
+{
+    struct pushq *q = pushq_new(2, 100, 10);
+    struct buf r;
+    buf_init(&r, 1 << 16);
+    const struct source *harbor = source_find("harbor"), *quay = source_find("quay");
+    size_t len;
+    char *multi = tl_read_file("tests/fixtures/webhooks/harbor_push_multi_tag.json", &len);
+    CHECK(webhook_handle_source(q, harbor, multi, len, NULL, &r) == 202 &&
+              field(r.data, "accepted") == 2,
+          "two tags, two pushes: %s", r.data);
+    buf_reset(&r);
+    CHECK(webhook_handle_source(q, harbor, multi, len, NULL, &r) == 202 &&
+              field(r.data, "duplicate") == 2,
+          "Harbor's re-delivery: duplicates: %s", r.data);
+    struct push p;
+    CHECK(pushq_take(q, &p) == 0 && !strcmp(p.source, "harbor") && !strcmp(p.tag, "v1.4.0"),
+          "queued with its source: %s", p.source);
+    CHECK(metrics_get("autodeploy_source_events_total", "source=\"harbor\",result", "accepted") ==
+              2,
+          "counted per source");
+    buf_reset(&r);
+    char *quay2 = tl_read_file("tests/fixtures/webhooks/quay_push_two_tags.json", &len);
+    CHECK(webhook_handle_source(q, quay, quay2, len, NULL, &r) == 503 &&
+              field(r.data, "accepted") == 1 && field(r.data, "deferred") == 1,
+          "queue full half-way: 503, the rest deferred to the retry: %s", r.data);
+    buf_reset(&r);
+    CHECK(webhook_handle_source(q, quay, "{", 1, NULL, &r) == 400 && strstr(r.data, "JSON"),
+          "malformed: 400: %s", r.data);
+    buf_reset(&r);
+    char *scan = tl_read_file("tests/fixtures/webhooks/harbor_scan_completed.json", &len);
+    CHECK(webhook_handle_source(q, harbor, scan, len, NULL, &r) == 202 &&
+              field(r.data, "ignored") == 1,
+          "a scan result is answered 2xx and ignored: %s", r.data);
+    free(multi);
+    free(quay2);
+    free(scan);
+    buf_free(&r);
+    pushq_free(q);
+}
+
 int main(void)
 {
     log_setup(LOG_ERROR, LOG_FORMAT_JSON);
@@ -243,5 +286,6 @@ int main(void)
     test_unsaved_push_is_deferred();
     test_reference();
     test_secret_equal();
+    test_sources();
     return TEST_DONE("test_webhook");
 }
