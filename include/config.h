@@ -26,6 +26,7 @@ struct config {
     char *listen;
     char *webhook_token;
     char *admin_token;
+    char *ui_token; /* the console's read views (server.c); NULL: open */
     size_t max_body_bytes;
     long queue_size;
     long dedup_size;

@@ -146,6 +146,11 @@ static const struct opt opts[] = {
      "bearer token for POST /v1/pause and /v1/resume; unset disables them "
      "(also --admin-token-file)",
      NULL, 1},
+    {"ui-token", OPT_SECRET, OFF(ui_token), NULL, 0, 0, "TOKEN",
+     "bearer token the web console's data views need (/v1/status, /v1/pushes, "
+     "/v1/deployments, /v1/apps, /v1/plan); the admin token works too; unset: open "
+     "(also --ui-token-file)",
+     NULL, 1},
     {"max-body-bytes", OPT_SIZE, OFF(max_body_bytes), "1MiB", 1024, 64L * 1024 * 1024, "SIZE",
      "largest webhook body accepted (larger: 413)", NULL, 1},
     {"state-file", OPT_STRING, OFF(state_file), NULL, 0, 0, "FILE",
