@@ -176,6 +176,8 @@
         img.appendChild(el("span", "arrow", " → "));
       }
       img.appendChild(el("span", null, r.new_image || image(r.repository, r.tag, r.registry)));
+      if (r.digest && r.old_digest !== r.digest)
+        img.appendChild(el("div", "muted", "digest " + (r.old_digest ? shortDigest(r.old_digest) + " → " : "") + shortDigest(r.digest)));
       tr.appendChild(img);
       var st = el("td");
       st.appendChild(stateBadge(r.state));
