@@ -147,8 +147,8 @@ static const struct opt opts[] = {
      "(also --admin-token-file)",
      NULL, 1},
     {"ui-token", OPT_SECRET, OFF(ui_token), NULL, 0, 0, "TOKEN",
-     "bearer token the web console's data views need (/v1/status, /v1/pushes, "
-     "/v1/deployments, /v1/apps, /v1/plan); the admin token works too; unset: open "
+     "bearer token every GET /v1/... needs (the web console's data: status, pushes, "
+     "deployments, apps, approvals, plan); the admin token works too; unset: open "
      "(also --ui-token-file)",
      NULL, 1},
     {"max-body-bytes", OPT_SIZE, OFF(max_body_bytes), "1MiB", 1024, 64L * 1024 * 1024, "SIZE",

@@ -300,12 +300,13 @@ static int cross_site(struct MHD_Connection *c)
     return !host || strcasecmp(origin, host) != 0;
 }
 
-/* The views the console reads: with --ui-token they need it (or the admin token). /healthz,
- * /readyz and /metrics stay open for probes and scrapers; the console's files too, so that
- * the page can ask for the token. */
-static int is_read_view(enum route r)
+/* The views the console reads, every GET under /v1/ (those of other modules too, such as
+ * /v1/approvals): with --ui-token they need it (or the admin token). /healthz, /readyz and
+ * /metrics stay open for probes and scrapers; the console's files too, so that the page can
+ * ask for the token. */
+static int is_read_view(const char *url, const char *method)
 {
-    return r == R_PUSHES || r == R_DEPLOYMENTS || r == R_PLAN || r == R_APPS || r == R_STATUS;
+    return !strncmp(url, "/v1/", 4) && (!strcmp(method, "GET") || !strcmp(method, "HEAD"));
 }
 
 /* 1 when no --ui-token is set, or the request carries it or the admin token. */
@@ -612,6 +613,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return respond_error(c, 403, "cross-site request refused", NULL, NULL);
     }
     if (ui_owns_path(url)) return serve_ui(c, url, method);
+    if (is_read_view(url, method) && !read_ok(c)) {
+        log_warn("read refused: missing or wrong bearer token", "path", url, NULL);
+        return respond_error(c, 401,
+                             "missing or invalid bearer token (--ui-token or --admin-token)",
+                             "WWW-Authenticate", "Bearer realm=\"autodeploy\"");
+    }
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         if (strcmp(url, routes[i].path) != 0) continue;
         path_known = 1;
@@ -626,12 +633,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         snprintf(msg, sizeof msg, "method %.16s not allowed; use %s", method, allow);
         if (strcmp(url, routes[0].path) == 0) count_webhook(405);
         return respond_error(c, 405, msg, "Allow", allow);
-    }
-    if (is_read_view(r) && !read_ok(c)) {
-        log_warn("read refused: missing or wrong bearer token", "path", url, NULL);
-        return respond_error(c, 401,
-                             "missing or invalid bearer token (--ui-token or --admin-token)",
-                             "WWW-Authenticate", "Bearer realm=\"autodeploy\"");
     }
     if (r == R_PLAN || r == R_APPS) return start_plan(s, c, con_cls, r == R_APPS);
     if (r != R_WEBHOOK) return serve_small(s, c, r);
