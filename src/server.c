@@ -614,7 +614,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     if (ui_owns_path(url)) return serve_ui(c, url, method);
     if (is_read_view(url, method) && !read_ok(c)) {
-        log_warn("read refused: missing or wrong bearer token", "path", url, NULL);
+        /* Debug only: a console left open without its token asks every few seconds. */
+        log_debug("read refused: missing or wrong bearer token", "path", url, NULL);
         return respond_error(c, 401,
                              "missing or invalid bearer token (--ui-token or --admin-token)",
                              "WWW-Authenticate", "Bearer realm=\"autodeploy\"");

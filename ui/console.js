@@ -329,6 +329,7 @@
   /* ---------------------------------------------------------------- polling */
 
   var timer = null;
+  var denied = false;           /* the last round was refused: ask less often until a token comes */
 
   function refresh() {
     if (timer) { clearTimeout(timer); timer = null; }
@@ -336,7 +337,7 @@
     var calls = [get("/v1/status"), get("/v1/deployments"), get("/v1/pushes"),
                  wantApprovals ? get("/v1/approvals") : Promise.resolve(null)];
     return Promise.all(calls).then(function (r) {
-      var denied = r.some(function (x) { return x && x.status === 401; });
+      denied = r.some(function (x) { return x && x.status === 401; });
       if (denied) {
         say(token() ? "The token was refused: paste --ui-token or --admin-token above."
                     : "This autodeployd needs a token to show its data: paste --ui-token or --admin-token above.", true);
@@ -351,6 +352,10 @@
       if (r[2].status === 200 && r[2].body) renderPushes(r[2].body.pushes || []);
       if (r[3]) renderApprovals(r[3]);
       var sig = deployments.map(function (d) { return d.seq + d.state; }).join();
+      if (status && status.marathon === "not configured") {
+        $("apps-note").textContent = "No Marathon configured (--marathon-url).";
+        return;
+      }
       if (sig !== appsSig || Date.now() - appsAt > APPS_MS) {
         appsSig = sig;
         appsAt = Date.now();
@@ -365,7 +370,7 @@
       say("autodeployd unreachable: " + (err && err.message ? err.message : err), true);
       pollSaid = true;
     }).then(function () {
-      timer = setTimeout(refresh, POLL_MS);
+      timer = setTimeout(refresh, denied ? 5 * POLL_MS : POLL_MS);
     });
   }
 
