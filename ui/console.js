@@ -169,7 +169,7 @@
       var tr = el("tr");
       tr.dataset.app = r.app || "";
       tr.dataset.state = r.state || "";
-      tr.appendChild(td(r.app, "mono"));
+      tr.appendChild(td(r.app, "mono app"));
       var img = el("td", "mono");
       if (r.old_image && r.new_image && r.old_image !== r.new_image) {
         img.appendChild(el("span", null, r.old_image));
@@ -242,7 +242,7 @@
     var rows = list.map(function (a) {
       var tr = el("tr");
       tr.dataset.app = a.id || "";
-      tr.appendChild(td(a.id, "mono"));
+      tr.appendChild(td(a.id, "mono app"));
       tr.appendChild(td(a.image, "mono"));
       var pat = el("td", "patterns mono");
       (a.patterns || []).forEach(function (p) { pat.appendChild(el("span", "chip", p)); });
@@ -289,7 +289,7 @@
       tr.dataset.id = a.id || "";
       tr.dataset.app = a.app || "";
       tr.dataset.state = a.state || "";
-      tr.appendChild(td(a.app, "mono"));
+      tr.appendChild(td(a.app, "mono app"));
       var img = el("td", "mono");
       if (a.old_image) {
         img.appendChild(el("span", null, a.old_image));
@@ -390,6 +390,7 @@
       else if (r.status === 404) say(what + ": not found" + err, true);
       else say(what + " failed (HTTP " + r.status + ")" + err, true);
       appsAt = 0;
+      last.approvals = null;    /* redrawn: a refused click's button comes back */
       refresh();
     }, function (e) {
       say(what + " failed: " + (e && e.message ? e.message : e), true);
@@ -421,7 +422,7 @@
       var b = ev.target;
       if (!b || b.tagName !== "BUTTON" || !b.dataset.id) return;
       var verb = b.dataset.verb === "reject" ? "reject" : "approve";
-      b.disabled = true;
+      if (token()) b.disabled = true;   /* one click, one request; redrawn after the answer */
       act("/v1/approvals/" + encodeURIComponent(b.dataset.id) + "/" + verb,
           { by: who() || "console", via: "console" },
           (verb === "approve" ? "Approve " : "Reject ") + (b.closest("tr").dataset.app || ""));

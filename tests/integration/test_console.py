@@ -5,9 +5,11 @@ page, and every string from a push, a label or Marathon shown as text, never run
 
 One Chromium for the module (it starts slowly); each test starts its own daemon and emulator.
 A screenshot of each page a test looked at is saved in the test's temporary directory."""
+import http.server
 import json
 import os
-import urllib.parse
+import threading
+import urllib.request
 
 import pytest
 from selenium.webdriver.common.by import By
@@ -329,3 +331,131 @@ def test_an_approval_clicked_in_the_page_deploys_the_app(daemon, marathon, brows
     no_console_errors(browser, d)
     shot(browser, tmp_path, "console-approval.png")
     browser.find_element(By.ID, "forget").click()
+
+
+class ApprovalsFake:
+    """The approvals API of issue #15 as its contract says (GET /v1/approvals, POST
+    /v1/approvals/{id}/approve|reject with the admin token and {"by","via"}), in front of a real
+    autodeployd that answers everything else: the page's side of the contract, tested before
+    the approvals branch is merged. Records every POST it receives."""
+
+    def __init__(self, daemon, approvals):
+        self.daemon, self.approvals, self.posts = daemon, approvals, []
+        self.decided_elsewhere = set()  # ids still listed as pending that a POST finds decided
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def answer(self, status, body, ctype="application/json", headers=()):
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                for k, v in headers:
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                if self.path == "/v1/approvals":
+                    return self.answer(200, json.dumps({"approvals": fake.approvals}).encode())
+                r = fake.daemon.request("GET", self.path, headers={k: v for k, v in self.headers.items()
+                                                                   if k.lower() == "authorization"})
+                keep = [(k, v) for k, v in r.headers.items() if k.lower() not in
+                        ("content-type", "content-length", "connection", "date", "transfer-encoding")]
+                self.answer(r.status, r.body, r.headers.get("Content-Type", "text/plain"), keep)
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                parts = self.path.split("/")  # ['', 'v1', 'approvals', id, verb]
+                fake.posts.append({"path": self.path, "headers": dict(self.headers.items()), "body": body})
+                if len(parts) != 5 or parts[2] != "approvals":
+                    return self.answer(404, b'{"error":"not found"}')
+                if self.headers.get("Authorization") != "Bearer " + ADMIN:
+                    return self.answer(401, b'{"error":"missing or invalid admin bearer token"}')
+                found = [a for a in fake.approvals if a["id"] == parts[3]]
+                if not found:
+                    return self.answer(404, b'{"error":"no such approval"}')
+                a = found[0]
+                if a["state"] != "pending" or a["id"] in fake.decided_elsewhere:
+                    return self.answer(409, b'{"error":"no longer pending"}')
+                req = json.loads(body)
+                a.update(state="approved" if parts[4] == "approve" else "rejected", decided_by=req["by"],
+                         decided_via=req["via"], decided_at="2026-12-02T10:00:00Z")
+                self.answer(200, json.dumps(a).encode())
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def approval(n, app_id, state="pending", pusher="dave"):
+    return {"id": f"ap-{n}", "app": app_id, "image": f"registry.example.com:5000/strava/foo-service:master-{n}",
+            "old_image": IMG, "digest": f"sha256:{n:064x}", "pusher": pusher, "source": "registry",
+            "created_at": "2026-12-02T09:00:00Z", "expires_at": "2026-12-03T09:00:00Z", "state": state,
+            "decided_by": None, "decided_via": None, "decided_at": None}
+
+
+def test_approvals_panel_keeps_the_contract(daemon, marathon, browser, tmp_path):
+    """Before the approvals API is merged: the panel against a fake of its contract. Pending
+    approvals show with their buttons (and a hostile pusher name as text); Approve and Reject
+    post to the contract's URLs with the admin token in a header and {"by", "via": "console"};
+    an approval no longer pending says so; without the admin token nothing is posted."""
+    emu = marathon([app("/console/web", IMG)])
+    d = start_daemon(daemon, emu, "--admin-token", ADMIN)
+    fake = ApprovalsFake(d, [approval(3, "/console/web", pusher=XSS_PUSHER), approval(4, "/console/api"),
+                             approval(5, "/console/old", state="expired")])
+    try:
+        browser.get(f"http://127.0.0.1:{fake.port}/")
+        wait_dom(browser, lambda x: len(x.find_elements(By.CSS_SELECTOR, "#approvals button.approve")) == 2,
+                 what="two pending approvals with buttons")
+        assert browser.find_element(By.ID, "approvals-count").text == "(2)"
+        texts = row_texts(browser, "approvals")
+        assert XSS_PUSHER in texts[0] and "master-3" in texts[0] and "expired" in texts[2]
+        assert browser.execute_script("return window.__xss === undefined")
+
+        # Without a token the page asks for one and posts nothing.
+        browser.find_element(By.CSS_SELECTOR, "tr[data-id='ap-3'] button.approve").click()
+        wait_dom(browser, lambda x: "needs the admin token" in x.find_element(By.ID, "message").text, what="the prompt")
+        assert fake.posts == []
+
+        browser.find_element(By.ID, "token").send_keys(ADMIN)
+        browser.find_element(By.ID, "who").send_keys("erin")
+        browser.find_element(By.CSS_SELECTOR, "#token-form button[type=submit]").click()
+        wait_dom(browser, lambda x: x.find_element(By.CSS_SELECTOR, "tr[data-id='ap-3'] button.approve").click() or True,
+                 what="the click on Approve")
+        wait_dom(browser, lambda x: (find_row(x, "approvals", "id", "ap-3") or {}).get("data", {}).get("state") == "approved",
+                 what="the approval approved")
+        post = fake.posts[-1]
+        assert post["path"] == "/v1/approvals/ap-3/approve"
+        assert post["headers"]["Authorization"] == "Bearer " + ADMIN
+        assert post["headers"]["Content-Type"] == "application/json"
+        assert json.loads(post["body"]) == {"by": "erin", "via": "console"}
+        assert "by erin via console" in find_row(browser, "approvals", "id", "ap-3")["text"]
+
+        wait_dom(browser, lambda x: x.find_element(By.CSS_SELECTOR, "tr[data-id='ap-4'] button.reject").click() or True,
+                 what="the click on Reject")
+        wait_dom(browser, lambda x: (find_row(x, "approvals", "id", "ap-4") or {}).get("data", {}).get("state") == "rejected",
+                 what="the approval rejected")
+        assert fake.posts[-1]["path"] == "/v1/approvals/ap-4/reject"
+        assert browser.find_element(By.ID, "approvals-count").text == "(0)"
+        assert "Cookie" not in post["headers"] and ADMIN not in post["path"]
+
+        # Decided elsewhere meanwhile (Slack): the click gets 409 and the page says so.
+        fake.approvals.append(approval(6, "/console/web"))
+        wait_dom(browser, lambda x: x.find_elements(By.CSS_SELECTOR, "tr[data-id='ap-6'] button.approve"), what="a new approval")
+        fake.decided_elsewhere.add("ap-6")
+        wait_dom(browser, lambda x: x.find_element(By.CSS_SELECTOR, "tr[data-id='ap-6'] button.approve").click() or True,
+                 what="the click on Approve")
+        wait_dom(browser, lambda x: "no longer pending" in x.find_element(By.ID, "message").text, what="the 409")
+        console_errors(browser)  # the 409 is logged by the browser, as it should be
+        shot(browser, tmp_path, "console-approvals.png")
+        browser.find_element(By.ID, "forget").click()
+    finally:
+        fake.stop()
