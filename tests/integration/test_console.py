@@ -169,6 +169,27 @@ def test_ui_token_guards_the_views_and_actions_need_the_admin_token(daemon, mara
     assert UI_TOKEN not in d.log_text() and ADMIN not in d.log_text()
 
 
+def test_ui_token_from_a_file_and_a_reload(daemon, tmp_path):
+    """--ui-token-file, and a SIGHUP that changes the token: the new one opens the views, the
+    old one no longer does (no restart)."""
+    import signal
+    tok = tmp_path / "ui-token"
+    tok.write_text("first-ui-token\n")
+    conf = tmp_path / "autodeploy.json"
+    conf.write_text(json.dumps({"ui-token-file": str(tok)}))
+    d = daemon(args=["--config", str(conf)])
+
+    def status(token):
+        return d.request("GET", "/v1/status", headers={"Authorization": "Bearer " + token}).status
+    assert status("first-ui-token") == 200 and status("second-ui-token") == 401
+    assert d.request("GET", "/v1/pushes").status == 401
+    tok.write_text("second-ui-token\n")
+    d.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: status("second-ui-token") == 200, what="the reloaded token")
+    assert status("first-ui-token") == 401
+    assert "first-ui-token" not in d.log_text() and "second-ui-token" not in d.log_text()
+
+
 def test_actions_from_another_sites_page_are_refused(daemon):
     d = daemon(args=["--admin-token", ADMIN])
     auth = {"Authorization": "Bearer " + ADMIN}
