@@ -35,10 +35,23 @@ XSS_TASK = "<img src=x onerror=\"window.__xss='task'\"><script>window.__xss='tas
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory):
+def chromium(tmp_path_factory):
     drv = start_chromium(tmp_path_factory.mktemp("chromium"))
     yield drv
     drv.quit()
+
+
+@pytest.fixture
+def browser(chromium):
+    """The module's Chromium on a blank page, its console emptied: nothing a page of an
+    earlier test still logs (a poll refused, a daemon gone) counts against this test. Left on
+    a blank page, so that no page polls a daemon the test stopped."""
+    chromium.get("about:blank")
+    console_errors(chromium)
+    yield chromium
+    # A later daemon may get the same port, so the same origin: it must not find our token.
+    chromium.execute_script("try { sessionStorage.clear(); } catch (e) { }")
+    chromium.get("about:blank")
 
 
 def url(d, path="/"):
@@ -315,7 +328,6 @@ def test_page_asks_for_the_token_and_acts_with_the_admin_token(daemon, marathon,
     wait_dom(browser, lambda x: x.find_element(By.ID, "state-deployer").text == "running", what="the resume")
     no_console_errors(browser, d, ADMIN)
     shot(browser, tmp_path, "console-token.png")
-    browser.find_element(By.ID, "forget").click()
 
 
 def test_an_approval_clicked_in_the_page_deploys_the_app(daemon, marathon, browser, tmp_path):
@@ -351,7 +363,6 @@ def test_an_approval_clicked_in_the_page_deploys_the_app(daemon, marathon, brows
     wait_dom(browser, lambda x: deployment_row(x, "/console/gated", "succeeded"), what="the deployment in the page")
     no_console_errors(browser, d)
     shot(browser, tmp_path, "console-approval.png")
-    browser.find_element(By.ID, "forget").click()
 
 
 class ApprovalsFake:
@@ -477,6 +488,5 @@ def test_approvals_panel_keeps_the_contract(daemon, marathon, browser, tmp_path)
         wait_dom(browser, lambda x: "no longer pending" in x.find_element(By.ID, "message").text, what="the 409")
         console_errors(browser)  # the 409 is logged by the browser, as it should be
         shot(browser, tmp_path, "console-approvals.png")
-        browser.find_element(By.ID, "forget").click()
     finally:
         fake.stop()
