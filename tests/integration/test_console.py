@@ -261,6 +261,18 @@ def test_page_shows_a_deployment_and_updates_without_reload(daemon, marathon, br
     shot(browser, tmp_path, "console.png")
 
 
+def test_page_without_marathon(daemon, browser):
+    """A daemon that only records pushes (no --marathon-url): the page says so, shows the
+    push, and asks nothing it cannot answer (no console error)."""
+    d = daemon()
+    d.post_event(push(tag="master-9", pusher="frank")[0])
+    open_console(browser, d)
+    wait_dom(browser, lambda x: any("frank" in t and "master-9" in t for t in row_texts(x, "pushes")), what="the push")
+    assert browser.find_element(By.ID, "state-marathon").text == "Marathon not configured"
+    wait_dom(browser, lambda x: "No Marathon configured" in x.find_element(By.ID, "apps-note").text, what="the apps note")
+    no_console_errors(browser, d)
+
+
 def test_strings_from_pushes_labels_and_marathon_show_as_text(daemon, marathon, browser, tmp_path):
     emu = marathon([app("/console/web", IMG), app("/console/evil", IMG, pattern=XSS_LABEL)])
     emu.set_behaviour("/console/web", "fail", seconds=0.2, message=XSS_TASK, times=1)
