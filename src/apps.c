@@ -122,7 +122,7 @@ static int app_json(struct deployer *d, const cJSON *app, const char *label_name
     cJSON_ArrayForEach(l, labels)
     {
         if (!cJSON_IsString(l) || strncmp(l->string, "autodeploy.", 11) != 0 ||
-            is_written(l->string))
+            is_written(l->string) || !strcmp(l->string, label_name))
             continue;
         rc |= buf_adds(b, first ? "" : ",");
         rc |= buf_add_json_string(b, l->string);

@@ -333,6 +333,10 @@
 
   function refresh() {
     if (timer) { clearTimeout(timer); timer = null; }
+    if (document.hidden) {      /* a tab nobody looks at asks nothing (and /v1/apps reads Marathon) */
+      timer = setTimeout(refresh, POLL_MS);
+      return Promise.resolve();
+    }
     var wantApprovals = !approvalsMissingAt || Date.now() - approvalsMissingAt > APPROVALS_RETRY_MS;
     var calls = [get("/v1/status"), get("/v1/deployments"), get("/v1/pushes"),
                  wantApprovals ? get("/v1/approvals") : Promise.resolve(null)];
@@ -429,6 +433,8 @@
     });
     refresh();
   }
+
+  document.addEventListener("visibilitychange", function () { if (!document.hidden) refresh(); });
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
   else start();
