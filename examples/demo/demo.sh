@@ -248,7 +248,10 @@ if [ $scripted -eq 1 ]; then
         [ -x /usr/bin/python3 ] && shot_python=/usr/bin/python3
         timeout "$(left 30)" "$shot_python" "$ROOT/tests/integration/console_shot.py" "$AUTODEPLOY/" \
             "$DEMO_CONSOLE_SHOT" "$TMP/chromium" >>"$TMP/console-shot.log" 2>&1 ||
-            { echo "DEMO console screenshot failed: $(tail -n 3 "$TMP/console-shot.log")"; failed=1; }
+            {
+                echo "DEMO console screenshot failed: $(grep -m 3 -E 'Error|Exception|Message' "$TMP/console-shot.log")"
+                failed=1
+            }
     fi
     if [ $failed -ne 0 ]; then
         echo "autodeployd log (last lines):"

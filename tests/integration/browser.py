@@ -30,7 +30,13 @@ def start_chromium(profile_dir, width=1400, height=1000):
     if os.geteuid() == 0:
         opts.add_argument("--no-sandbox")  # Chromium refuses to run as root with its sandbox
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    service = Service(CHROMEDRIVER, log_path=os.path.join(str(profile_dir), "chromedriver.log"))
+    # Chromium puts its singleton socket under TMPDIR; a socket path longer than 107 bytes (a
+    # pytest-xdist worker's temporary directory inside the demo's) makes it exit at once.
+    env = dict(os.environ)
+    if len(env.get("TMPDIR", "")) > 40:
+        env["TMPDIR"] = "/tmp"
+    service = Service(CHROMEDRIVER, log_path=os.path.join(str(profile_dir), "chromedriver.log"),
+                      env=env)
     drv = webdriver.Chrome(service=service, options=opts)
     drv.set_page_load_timeout(30)
     drv.set_script_timeout(30)

@@ -17,7 +17,15 @@ def main(argv):
     url, png, profile = argv
     os.makedirs(os.path.dirname(os.path.abspath(png)), exist_ok=True)
     os.makedirs(profile, exist_ok=True)
-    screenshot_console(url, png, profile)
+    try:
+        screenshot_console(url, png, profile)
+    except Exception:
+        # Why Chromium did not start or answer is in chromedriver's log, not in the exception.
+        log = os.path.join(profile, "chromedriver.log")
+        if os.path.exists(log):
+            with open(log, errors="replace") as f:
+                sys.stderr.write("chromedriver.log (last lines):\n" + "".join(f.readlines()[-25:]))
+        raise
     print(f"console screenshot: {png}")
     return 0
 
