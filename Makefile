@@ -65,6 +65,10 @@ $(BUILD)/%.o: src/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
+# The console's files are embedded by the assembler (.incbin, src/ui.c): the compiler's
+# dependency files do not list them.
+$(BUILD)/ui.o: $(wildcard ui/*)
+
 $(BUILD)/tests/%: tests/unit/%.c $(LIBOBJS) tests/unit/testlib.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(LIBOBJS) $(LDLIBS)

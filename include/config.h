@@ -36,6 +36,7 @@ struct config {
     char *ecr_webhook_token;
     char *gar_webhook_secret;
     char *acr_webhook_token;
+    char *ui_token; /* the console's read views (server.c); NULL: open */
     size_t max_body_bytes;
     long queue_size;
     long dedup_size;

@@ -85,6 +85,13 @@ int deployer_records_json(struct deployer *d, struct buf *b);
  * HTTP status to answer (200, 400 for a bad reference, 502 when Marathon cannot be read). */
 int deployer_plan_json(struct deployer *d, const char *image_ref, struct buf *b);
 
+/* Appends {"apps":[{"id","image","label","patterns":[...],"label_error","labels":{the
+ * operator's autodeploy.* labels},"paused","digest","pushed_by","last":{"seq","state","image",
+ * "reason","at"}|null}]}: the apps carrying the label (one Marathon listing, no retry; call it
+ * from a thread that may wait for Marathon) with the newest record of each. Returns the HTTP
+ * status to answer: 200, or 502 when Marathon cannot be read (b then holds {"error"}). */
+int deployer_apps_json(struct deployer *d, struct buf *b);
+
 /* Appends "marathon":"reachable|unreachable|unknown","event_stream":"attached|down" (and
  * "marathon_error" when unreachable) and returns 1 when Marathon is reachable. */
 int deployer_health_json(struct deployer *d, struct buf *b);

@@ -3,7 +3,9 @@
  * read-only endpoints. The webhook's logic itself lives in webhook.c.
  *
  * Endpoints: POST /v1/webhooks/registry, GET /healthz, GET /metrics, GET /v1/pushes,
- * GET /v1/deployments, GET /v1/plan?image=..., POST /v1/pause, POST /v1/resume.
+ * GET /v1/deployments, GET /v1/plan?image=..., GET /v1/apps, GET /v1/status, POST /v1/pause,
+ * POST /v1/resume, and the web console (GET / and /ui/..., ui.h). With --ui-token the views
+ * the console reads need it (or the admin token); no POST is taken from another site's page.
  */
 #ifndef AUTODEPLOY_SERVER_H
 #define AUTODEPLOY_SERVER_H

@@ -192,6 +192,11 @@ static const struct opt opts[] = {
      "enable POST /v1/webhooks/acr; Authorization must be 'Bearer TOKEN' or TOKEN (also "
      "--acr-webhook-token-file)",
      NULL, 1},
+    {"ui-token", OPT_SECRET, OFF(ui_token), NULL, 0, 0, "TOKEN",
+     "bearer token every GET /v1/... needs (the web console's data: status, pushes, "
+     "deployments, apps, approvals, plan); the admin token works too; unset: open "
+     "(also --ui-token-file)",
+     NULL, 1},
     {"max-body-bytes", OPT_SIZE, OFF(max_body_bytes), "1MiB", 1024, 64L * 1024 * 1024, "SIZE",
      "largest webhook body accepted (larger: 413)", NULL, 1},
     {"state-file", OPT_STRING, OFF(state_file), NULL, 0, 0, "FILE",

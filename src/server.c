@@ -13,6 +13,10 @@
  * long again to read it. A reaper thread shuts down the socket of any connection past
  * its deadline, and libmicrohttpd then closes it as it would any connection the peer closed.
  * A connection waiting for a plan (suspended by us) has no deadline until it is resumed.
+ *
+ * The web console (ui.h) is served from here too: its files to anyone (so the page can ask
+ * for a token), the views it reads behind --ui-token when set, and no POST from another
+ * site's page (Sec-Fetch-Site / Origin), whatever its token.
  */
 #include "server.h"
 
@@ -23,6 +27,7 @@
 #include "report.h"
 #include "signature.h"
 #include "sources.h"
+#include "ui.h"
 #include "webhook.h"
 
 #include <microhttpd.h>
@@ -68,6 +73,7 @@ struct server {
     int reaper_started;
     pthread_t reaper;
     struct metrics_counter *timeouts;
+    int64_t started_ms; /* monotonic: /v1/status's uptime */
 };
 
 #define MAX_PLANS 2
@@ -84,7 +90,9 @@ enum route {
     R_PAUSE,
     R_RESUME,
     R_RECONCILE_PLAN,
-    R_RECONCILE
+    R_RECONCILE,
+    R_APPS,
+    R_STATUS
 };
 
 static const struct {
@@ -103,17 +111,22 @@ static const struct {
     {"/v1/resume", "POST", R_RESUME},
     {"/v1/reconcile", "GET", R_RECONCILE_PLAN},
     {"/v1/reconcile", "POST", R_RECONCILE},
+    {"/v1/apps", "GET", R_APPS},
+    {"/v1/status", "GET", R_STATUS},
 };
 
 /* State of one webhook request while its body arrives. */
 /* State of a request that spans several handler calls: a webhook body arriving, or a plan
  * computed on its own thread while the connection is suspended. */
+/* What a request read on its own thread asks for. */
+enum plan_kind { PLAN_IMAGE = 0, PLAN_APPS, PLAN_RECONCILE };
+
 struct req {
     struct buf body;          /* webhook: the body so far; plan: the answer */
     const struct source *src; /* another registry's webhook; NULL: the Distribution one */
-    int is_plan;
-    int reconcile;          /* the plan is a reconcile preview */
-    atomic_int plan_status; /* 0 until the plan thread is done; then body is the answer */
+    int is_plan;              /* a read of Marathon on its own thread (plan_kind says which) */
+    int kind;                 /* enum plan_kind */
+    atomic_int plan_status;   /* 0 until the plan thread is done; then body is the answer */
     struct server *s;
     struct MHD_Connection *c;
     char image[640];
@@ -253,6 +266,7 @@ static enum MHD_Result respond(struct MHD_Connection *c, int status, const char 
     if (!r) return MHD_NO;
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     MHD_add_response_header(r, "Cache-Control", "no-store");
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
     if (hname) MHD_add_response_header(r, hname, hvalue);
     enum MHD_Result ret = MHD_queue_response(c, (unsigned int)status, r);
     MHD_destroy_response(r);
@@ -274,6 +288,63 @@ static enum MHD_Result respond_error(struct MHD_Connection *c, int status, const
     enum MHD_Result r = respond(c, status, "application/json", &b, hname, hvalue);
     buf_free(&b);
     return r;
+}
+
+/* 1 when a browser says the request comes from another site's page: Sec-Fetch-Site other
+ * than same-origin (or none: typed by the user), or, from browsers without it, an Origin that
+ * is not this server's own (its Host). Clients that are no browsers (curl, registries) send
+ * neither and are not concerned: their requests carry no one else's authority. */
+static int cross_site(struct MHD_Connection *c)
+{
+    const char *site = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Sec-Fetch-Site");
+    if (site) return strcasecmp(site, "same-origin") != 0 && strcasecmp(site, "none") != 0;
+    const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+    if (!origin) return 0;
+    const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+    if (!strncasecmp(origin, "http://", 7))
+        origin += 7;
+    else if (!strncasecmp(origin, "https://", 8))
+        origin += 8;
+    else
+        return 1; /* "null" (a sandboxed or file: page) and anything else */
+    return !host || strcasecmp(origin, host) != 0;
+}
+
+/* The views the console reads, every GET under /v1/ (those of other modules too, such as
+ * /v1/approvals): with --ui-token they need it (or the admin token). /healthz, /readyz and
+ * /metrics stay open for probes and scrapers; the console's files too, so that the page can
+ * ask for the token. */
+static int is_read_view(const char *url, const char *method)
+{
+    return !strncmp(url, "/v1/", 4) && (!strcmp(method, "GET") || !strcmp(method, "HEAD"));
+}
+
+/* 1 when no --ui-token is set, or the request carries it or the admin token. */
+static int read_ok(struct MHD_Connection *c)
+{
+    const struct config *cfg = config_live();
+    if (!cfg->ui_token) return 1;
+    return bearer_ok(c, cfg->ui_token) || (cfg->admin_token && bearer_ok(c, cfg->admin_token));
+}
+
+/* GET or HEAD of the console (ui.h): the embedded file with its security headers. */
+static enum MHD_Result serve_ui(struct MHD_Connection *c, const char *url, const char *method)
+{
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+        return respond_error(c, 405, "method not allowed; use GET", "Allow", "GET");
+    struct ui_asset a;
+    if (ui_lookup(url, &a) < 0) return respond_error(c, 404, "not found", NULL, NULL);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(a.len, (void *)a.data, MHD_RESPMEM_PERSISTENT);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, a.content_type);
+    for (const struct ui_header *h = ui_headers(); h->name; h++)
+        MHD_add_response_header(r, h->name, h->value);
+    enum MHD_Result ret = MHD_queue_response(c, 200, r);
+    MHD_destroy_response(r);
+    struct conn *k = conn_of(c);
+    if (k) atomic_store(&k->since_ms, follower_now_ms());
+    return ret;
 }
 
 static void count_webhook(int status)
@@ -542,6 +613,23 @@ static enum MHD_Result serve_small(struct server *s, struct MHD_Connection *c, e
         buf_adds(&b, "{\"reconcile\":\"started\"}");
         ret = respond(c, 202, "application/json", &b, NULL, NULL);
         break;
+    case R_STATUS: {
+        int ok = 1;
+        buf_printf(&b, "{\"version\":\"%s\",\"uptime_s\":%lld,", AUTODEPLOY_VERSION,
+                   (long long)((follower_now_ms() - s->started_ms) / 1000));
+        if (s->d)
+            ok = deployer_health_json(s->d, &b);
+        else
+            buf_adds(&b, "\"marathon\":\"not configured\",\"event_stream\":\"not configured\"");
+        const struct config *cfg = config_live();
+        buf_printf(&b,
+                   ",\"paused\":%s,\"queued\":%zu,\"ready\":%s,\"admin_actions\":%s,"
+                   "\"read_token\":%s}",
+                   pushq_paused(s->q) ? "true" : "false", pushq_depth(s->q), ok ? "true" : "false",
+                   cfg->admin_token ? "true" : "false", cfg->ui_token ? "true" : "false");
+        ret = respond(c, 200, "application/json", &b, NULL, NULL);
+        break;
+    }
     case R_PAUSE:
     case R_RESUME:
         if (admin_refused(c, &ret)) break;
@@ -582,17 +670,20 @@ static void *plan_main(void *arg)
 {
     struct req *rq = arg;
     struct server *s = rq->s;
-    int st = rq->reconcile ? deployer_reconcile_preview_json(s->d, &rq->body)
-                           : deployer_plan_json(s->d, rq->image[0] ? rq->image : NULL, &rq->body);
+    int st = rq->kind == PLAN_APPS ? deployer_apps_json(s->d, &rq->body)
+             : rq->kind == PLAN_RECONCILE
+                 ? deployer_reconcile_preview_json(s->d, &rq->body)
+                 : deployer_plan_json(s->d, rq->image[0] ? rq->image : NULL, &rq->body);
     atomic_store(&rq->plan_status, st); /* publishes rq->body to the server thread */
     MHD_resume_connection(rq->c);       /* from here on rq belongs to the server thread */
     plan_done(s);
     return NULL;
 }
 
-/* First call of GET /v1/plan: suspends the connection and starts the plan thread. */
+/* First call of GET /v1/plan, /v1/apps or /v1/reconcile: suspends the connection and starts
+ * the thread that reads Marathon (and, for reconcile, the registries). */
 static enum MHD_Result start_plan(struct server *s, struct MHD_Connection *c, void **con_cls,
-                                  int reconcile)
+                                  enum plan_kind kind)
 {
     if (!s->d) return respond_error(c, 503, "no --marathon-url configured", NULL, NULL);
     pthread_mutex_lock(&s->lock);
@@ -612,7 +703,7 @@ static enum MHD_Result start_plan(struct server *s, struct MHD_Connection *c, vo
     buf_init(&rq->body, 16 * 1024 * 1024);
     atomic_init(&rq->plan_status, 0);
     rq->is_plan = 1;
-    rq->reconcile = reconcile;
+    rq->kind = kind;
     rq->s = s;
     rq->c = c;
     *con_cls = rq;
@@ -692,6 +783,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     int path_known = 0;
     const char *allow = NULL;
     int is_head = strcmp(method, "HEAD") == 0;
+    if (!is_head && strcmp(method, "GET") != 0 && cross_site(c)) {
+        log_warn("request refused: sent from another site's page", "path", url, NULL);
+        if (strcmp(url, routes[0].path) == 0) count_webhook(403);
+        return respond_error(c, 403, "cross-site request refused", NULL, NULL);
+    }
+    if (ui_owns_path(url)) return serve_ui(c, url, method);
+    if (is_read_view(url, method) && !read_ok(c)) {
+        /* Debug only: a console left open without its token asks every few seconds. */
+        log_debug("read refused: missing or wrong bearer token", "path", url, NULL);
+        return respond_error(c, 401,
+                             "missing or invalid bearer token (--ui-token or --admin-token)",
+                             "WWW-Authenticate", "Bearer realm=\"autodeploy\"");
+    }
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         if (strcmp(url, routes[i].path) != 0) continue;
         path_known = 1;
@@ -714,7 +818,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                                  "GET /v1/reconcile only previews; POST /v1/reconcile runs a cycle",
                                  NULL, NULL);
     }
-    if (r == R_PLAN || r == R_RECONCILE_PLAN) return start_plan(s, c, con_cls, r != R_PLAN);
+    if (r == R_PLAN || r == R_APPS || r == R_RECONCILE_PLAN)
+        return start_plan(s, c, con_cls,
+                          r == R_APPS   ? PLAN_APPS
+                          : r == R_PLAN ? PLAN_IMAGE
+                                        : PLAN_RECONCILE);
     if (r != R_WEBHOOK) return serve_small(s, c, r);
 
     enum MHD_Result ret = MHD_YES;
@@ -811,6 +919,7 @@ struct server *server_start(const struct config *cfg, struct pushq *q, struct de
     s->q = q;
     s->d = d;
     s->timeout_ms = cfg->http_timeout_ms;
+    s->started_ms = follower_now_ms();
     pthread_mutex_init(&s->lock, NULL);
     {
         pthread_condattr_t ca;

@@ -6,7 +6,7 @@ set -eu
 PKGS="build-essential pkg-config libmicrohttpd-dev libcurl4-openssl-dev libcjson-dev libpcre2-dev
       libssl-dev curl ca-certificates openssl python3 python3-pytest python3-pytest-xdist
       docker-registry skopeo apache2-utils python3-jwt python3-cryptography clang clang-format
-      valgrind wrk"
+      valgrind wrk chromium chromium-driver python3-selenium"
 [ $# -gt 0 ] && PKGS="$*"
 
 missing=""

@@ -9,7 +9,9 @@
 #
 #   sh examples/demo/demo.sh              # interactive: runs until Ctrl-C (what `make demo` runs)
 #   sh examples/demo/demo.sh --scripted   # no waiting: prints a summary, exit 0 only if every
-#                                         # app reached its expected image (CI runs this)
+#                                         # app reached its expected image (CI runs this);
+#                                         # DEMO_CONSOLE_SHOT=FILE.png also saves a screenshot
+#                                         # of the web console at the end
 #
 # Needs docker-registry, skopeo, python3 and curl (tests/deps.sh installs them) and a built
 # bin/autodeployd. Every server listens on 127.0.0.1 on a free port.
@@ -26,7 +28,7 @@ for arg in "$@"; do
     case $arg in
     --scripted) scripted=1 ;;
     -h | --help)
-        sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -176,6 +178,7 @@ LAYOUT=$TMP/oci
 say "running on loopback (logs and data in $TMP):"
 echo "  registry      http://$REGISTRY  (notifies autodeployd, Bearer token $TOKEN)"
 echo "  autodeployd   $AUTODEPLOY  (log: $TMP/autodeployd.log)"
+echo "  console       $AUTODEPLOY/  (the web console: open it in a browser)"
 echo "  Marathon      $MARATHON  (emulator)"
 echo "  Slack         $SLACK_WEBHOOK  (sink: messages are printed below)"
 [ $scripted -eq 1 ] &&
@@ -238,6 +241,18 @@ if [ $scripted -eq 1 ]; then
         "/demo/api=$REGISTRY/demo/api:1.3.0" \
         "/demo/api!=$REGISTRY/demo/api:2.0.0" \
         "/demo/worker=$REGISTRY/demo/worker:latest@$WORKER_DIGEST" || failed=1
+    # The picture of the console after the demo (test_demo.py asks for it).
+    if [ -n "${DEMO_CONSOLE_SHOT:-}" ]; then
+        # Debian's python3-selenium belongs to Debian's Python, whatever python3 comes first.
+        shot_python=$PYTHON
+        [ -x /usr/bin/python3 ] && shot_python=/usr/bin/python3
+        timeout "$(left 30)" "$shot_python" "$ROOT/tests/integration/console_shot.py" "$AUTODEPLOY/" \
+            "$DEMO_CONSOLE_SHOT" "$TMP/chromium" >>"$TMP/console-shot.log" 2>&1 ||
+            {
+                echo "DEMO console screenshot failed: $(grep -m 3 -E 'Error|Exception|Message' "$TMP/console-shot.log")"
+                failed=1
+            }
+    fi
     if [ $failed -ne 0 ]; then
         echo "autodeployd log (last lines):"
         tail -n 20 "$TMP/autodeployd.log"
@@ -272,6 +287,7 @@ cat <<EOF
   tail -f $TMP/autodeployd.log
 
 EOF
+say "Watch it all in the web console: $AUTODEPLOY/"
 say "Slack messages keep appearing below. Ctrl-C stops everything."
 while :; do
     for pid in $PIDS; do

@@ -35,6 +35,11 @@ def test_demo_scripted_deploys_every_app_and_leaves_nothing_behind(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTODEPLOY_")}
     env["AUTODEPLOYD"] = AUTODEPLOYD
     env["TMPDIR"] = str(tmp_path)
+    # The web console after the demo, for people to look at (README: "Console").
+    shot = os.path.join(ROOT, "build", "console-demo.png")
+    if os.path.exists(shot):
+        os.unlink(shot)
+    env["DEMO_CONSOLE_SHOT"] = shot
     t0 = time.monotonic()
     r = subprocess.run(["sh", DEMO, "--scripted"], capture_output=True, text=True, env=env,
                        timeout=90, stdin=subprocess.DEVNULL, cwd=ROOT)
@@ -61,6 +66,9 @@ def test_demo_scripted_deploys_every_app_and_leaves_nothing_behind(tmp_path):
     (wk_exp, wk_act), = by_app["/demo/worker"]
     assert wk_act.startswith(f"{host}/demo/worker:latest@sha256:") and wk_act == wk_exp
     assert re.search(r"^DEMO RESULT ok 4/4 checks passed$", r.stdout, re.M), out
+    assert re.search(r"^  console       http://127\.0\.0\.1:\d+/  \(the web console", r.stdout, re.M), out
+    with open(shot, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n", "no console screenshot"
     assert re.search(r"^DEMO deployments succeeded=4$", r.stdout, re.M), out
 
     # Slack: the sink printed the messages and answered each one.
