@@ -45,23 +45,23 @@ struct approval {
     char app_id[256];
     struct push push; /* what would deploy: repository, tag, digest, pusher, source */
     char old_image[REF_IMAGE_MAX], new_image[REF_IMAGE_MAX];
-    char channel[128];                     /* the app's autodeploy.slack-channel, "" default */
-    int64_t created_ms, expires_ms;        /* Unix ms */
-    int64_t decided_ms;                    /* Unix ms, 0 while pending */
+    char channel[128];              /* the app's autodeploy.slack-channel, "" default */
+    int64_t created_ms, expires_ms; /* Unix ms */
+    int64_t decided_ms;             /* Unix ms, 0 while pending */
     enum approval_state state;
-    char decided_by[APPROVAL_BY_MAX];      /* who approved or rejected; "" otherwise */
-    char decided_via[APPROVAL_VIA_MAX];    /* "console", "api", "slack"; "" otherwise */
-    char superseded_by[APPROVAL_ID_MAX];   /* superseded: the approval that replaced it */
-    uint64_t record;                       /* the deployment record (not kept across restarts) */
+    char decided_by[APPROVAL_BY_MAX];    /* who approved or rejected; "" otherwise */
+    char decided_via[APPROVAL_VIA_MAX];  /* "console", "api", "slack"; "" otherwise */
+    char superseded_by[APPROVAL_ID_MAX]; /* superseded: the approval that replaced it */
+    uint64_t record;                     /* the deployment record (not kept across restarts) */
 };
 
 /* What approvals_decide did. */
 enum approval_result {
-    APPROVAL_DONE = 0,     /* pending -> approved or rejected */
-    APPROVAL_UNKNOWN,      /* no approval has this id (HTTP 404) */
-    APPROVAL_NOT_PENDING,  /* it was decided before (HTTP 409) */
-    APPROVAL_EXPIRED_NOW,  /* it was pending but past its time-out: now expired (HTTP 409; the
-                              caller reports the expiry) */
+    APPROVAL_DONE = 0,    /* pending -> approved or rejected */
+    APPROVAL_UNKNOWN,     /* no approval has this id (HTTP 404) */
+    APPROVAL_NOT_PENDING, /* it was decided before (HTTP 409) */
+    APPROVAL_EXPIRED_NOW, /* it was pending but past its time-out: now expired (HTTP 409; the
+                             caller reports the expiry) */
 };
 
 struct approvals;

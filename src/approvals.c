@@ -44,8 +44,7 @@ void approvals_free(struct approvals *s)
 
 const char *approval_state_name(enum approval_state st)
 {
-    static const char *const names[] = {"pending", "approved", "rejected", "superseded",
-                                        "expired"};
+    static const char *const names[] = {"pending", "approved", "rejected", "superseded", "expired"};
     if ((int)st < 0 || (size_t)st >= sizeof names / sizeof names[0]) return "unknown";
     return names[st];
 }

@@ -32,8 +32,8 @@ enum slackact_verdict slackact_verify(const char *secret, const char *ts, const 
     /* HMAC-SHA256 streamed over "v0:" ts ":" body, so the body is not copied (EVP_PKEY HMAC
      * works with OpenSSL 1.1 and 3). */
     EVP_MD_CTX *md = NULL;
-    EVP_PKEY *key = EVP_PKEY_new_raw_private_key(EVP_PKEY_HMAC, NULL,
-                                                 (const unsigned char *)secret, strlen(secret));
+    EVP_PKEY *key = EVP_PKEY_new_raw_private_key(EVP_PKEY_HMAC, NULL, (const unsigned char *)secret,
+                                                 strlen(secret));
     size_t outlen = sizeof mac;
     int ok = key && (md = EVP_MD_CTX_new()) != NULL &&
              EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key) == 1 &&

@@ -84,7 +84,8 @@ static void superseded_by_newer_push(void)
     struct approval c = mk(ID3, "/prod/web", 'c', T0 + 20), sup[4], out;
     size_t n;
     approvals_create(s, &a, sup, 4, &n);
-    CHECK(approvals_create(s, &c, sup, 4, &n) == 0 && n == 0, "another app's push supersedes nothing");
+    CHECK(approvals_create(s, &c, sup, 4, &n) == 0 && n == 0,
+          "another app's push supersedes nothing");
     CHECK(approvals_create(s, &b, sup, 4, &n) == 0 && n == 1 && !strcmp(sup[0].id, ID1) &&
               sup[0].state == APPROVAL_SUPERSEDED && !strcmp(sup[0].superseded_by, ID2),
           "a newer push for the same app supersedes the pending approval");
@@ -204,7 +205,8 @@ static const char *SLACK_BODY =
     "collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%"
     "2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121."
     "803a0bc887a14d10d2c447fce8b6703c";
-static const char *SLACK_SIG = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503";
+static const char *SLACK_SIG =
+    "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503";
 
 static void slack_verify_cases(void)
 {
