@@ -8,9 +8,11 @@
 #ifndef AUTODEPLOY_JOB_H
 #define AUTODEPLOY_JOB_H
 
+#include "approvals.h"
 #include "decide.h"
 #include "deploy.h"
 #include "report.h"
+#include "slackact.h"
 
 #include <cjson/cJSON.h>
 #include <pthread.h>
@@ -49,6 +51,9 @@ struct record {
     char reason[REPORT_TEXT_MAX];
     char task_message[REPORT_TEXT_MAX];
     int64_t created, started, accepted, ended; /* Unix ms, 0 when not yet */
+    char approval_id[APPROVAL_ID_MAX];         /* the approval asked for or given, "" none */
+    char decided_by[APPROVAL_BY_MAX], decided_via[APPROVAL_VIA_MAX];
+    int64_t decided_at; /* Unix ms of the approval's decision, 0 none */
 };
 
 struct deployer {
@@ -74,6 +79,11 @@ struct deployer {
     struct record records[RECORDS];
     struct journal *journal; /* NULL without --state-file */
     uint64_t seq;
+    struct approvals *approvals;      /* label autodeploy.approve (approvals_job.c) */
+    struct slackact_seen *slack_seen; /* Slack interaction signatures seen (replays) */
+    int64_t wall_base, mono_base;     /* approvals' Unix ms = wall_base + (now - mono_base) */
+    pthread_t approval_timer;
+    int approval_timer_started;
 };
 
 /* One job: the pushes waiting for one app, the one chosen, and what the update did. */
@@ -139,6 +149,18 @@ void verify_cache_free(struct verify_cache *c);
  * push (see verify.c). */
 void job_verify(struct job *j, const char *host, struct verify_answer *out);
 
+/* ---- approvals_job.c */
+/* Unix ms on the deployer's clock (the fake one in unit tests). */
+int64_t approval_now(struct deployer *d);
+/* The gate of an app with label autodeploy.approve, after the rules said deploy and the
+ * registry was asked: 1 to go on (no approval asked, or this push's approval allows it), 0
+ * when the job has ended (a pending approval was created, or the push may not deploy). */
+int job_approval_gate(struct job *j, const struct app_view *v, const struct decision *dec);
+/* Expires pending approvals past their time-out, on a timer, until the stop. */
+void *approvals_timer_main(void *arg);
+/* Puts back the approvals kept in the state file. */
+void approvals_restore_from(struct deployer *d, struct journal *j);
+
 /* ---- dispatch.c */
 void *dispatch_main(void *arg);
 /* Lists the apps carrying the label (retrying until deadline); 0, or -1 with err. */
@@ -162,6 +184,8 @@ void record_set(struct deployer *d, uint64_t seq, const char *state, const char 
 void record_job(struct job *j); /* copies images, digest and deployment ids of j */
 void record_rollback(struct deployer *d, uint64_t seq, const char *rollback_id);
 void record_accepted(struct deployer *d, uint64_t seq);
+/* Copies the approval's id and decision to the record; 0 when the record is gone. */
+int record_approval(struct deployer *d, uint64_t seq, const struct approval *a);
 int records_json(struct deployer *d, struct buf *b);
 void report_init(struct report *r, enum report_kind k, const struct push *p, const char *app_id);
 void count_outcome(const char *outcome);
