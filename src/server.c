@@ -16,6 +16,7 @@
  */
 #include "server.h"
 
+#include "approvals_http.h"
 #include "buf.h"
 #include "follow.h"
 #include "log.h"
@@ -80,7 +81,8 @@ enum route {
     R_DEPLOYMENTS,
     R_PLAN,
     R_PAUSE,
-    R_RESUME
+    R_RESUME,
+    R_APPROVALS
 };
 
 static const struct {
@@ -97,6 +99,7 @@ static const struct {
     {"/v1/plan", "GET", R_PLAN},
     {"/v1/pause", "POST", R_PAUSE},
     {"/v1/resume", "POST", R_RESUME},
+    {"/v1/approvals", "GET", R_APPROVALS},
 };
 
 /* State of one webhook request while its body arrives. */
@@ -105,6 +108,7 @@ static const struct {
 struct req {
     struct buf body; /* webhook: the body so far; plan: the answer */
     int is_plan;
+    int is_approval; /* POST /v1/approvals/{id}/... or /v1/slack/interactions (approvals_http.h) */
     atomic_int plan_status; /* 0 until the plan thread is done; then body is the answer */
     struct server *s;
     struct MHD_Connection *c;
@@ -379,6 +383,13 @@ static enum MHD_Result serve_small(struct server *s, struct MHD_Connection *c, e
             buf_adds(&b, "{\"deployments\":[]}");
         ret = respond(c, 200, "application/json", &b, NULL, NULL);
         break;
+    case R_APPROVALS: /* read access as for /v1/deployments */
+        if (s->d)
+            deployer_approvals_json(s->d, &b);
+        else
+            buf_adds(&b, "{\"approvals\":[]}");
+        ret = respond(c, 200, "application/json", &b, NULL, NULL);
+        break;
     case R_PAUSE:
     case R_RESUME:
         if (!config_live()->admin_token) {
@@ -411,6 +422,27 @@ static enum MHD_Result serve_small(struct server *s, struct MHD_Connection *c, e
     default:
         ret = respond_error(c, 404, "not found", NULL, NULL);
     }
+    buf_free(&b);
+    return ret;
+}
+
+/* The end of an approval request: its body is in (approvals_http.h decides the rest). */
+static enum MHD_Result serve_approval(struct server *s, struct MHD_Connection *c, const char *url,
+                                      const char *method, struct req *rq)
+{
+    struct approvals_req in = {
+        method,
+        url,
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Slack-Request-Timestamp"),
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Slack-Signature"),
+        rq->body.data ? rq->body.data : "",
+        rq->body.len};
+    struct approvals_resp out;
+    struct buf b;
+    buf_init(&b, 256 * 1024);
+    approvals_http_handle(s->d, &in, &b, &out);
+    enum MHD_Result ret = respond(c, out.status, "application/json", &b, out.hname, out.hvalue);
     buf_free(&b);
     return ret;
 }
@@ -503,6 +535,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             *upload_data_size = 0;
             return MHD_YES;
         }
+        if (rq->is_approval) return serve_approval(s, c, url, method, rq);
         struct buf resp;
         buf_init(&resp, 64 * 1024);
         int status = webhook_handle(s->q, rq->body.data, rq->body.len, &resp);
@@ -513,6 +546,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return ret;
     }
 
+    if (approvals_http_path(url)) { /* its body is read, then approvals_http.h answers */
+        rq = calloc(1, sizeof *rq);
+        if (!rq) return MHD_NO;
+        buf_init(&rq->body, 64 * 1024);
+        rq->is_approval = 1;
+        *con_cls = rq;
+        return MHD_YES;
+    }
     enum route r = R_NONE;
     int path_known = 0;
     const char *allow = NULL;
