@@ -47,7 +47,7 @@ struct record {
     char old_digest[PUSH_DIGEST_MAX]; /* what the app ran before, per its label; "" unknown */
     char deployment_id[128];
     char rollback_id[128];
-    char state[16];
+    char state[24]; /* longest: "awaiting_approval" */
     char reason[REPORT_TEXT_MAX];
     char task_message[REPORT_TEXT_MAX];
     int64_t created, started, accepted, ended; /* Unix ms, 0 when not yet */
