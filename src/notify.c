@@ -663,11 +663,14 @@ static int json_member(struct buf *out, const char *key, const struct buf *value
 /* The Approve and Reject buttons (Block Kit; a Slack app's incoming webhook posts them, and a
  * click goes to the app's interactivity URL, /v1/slack/interactions). The approval id is ours
  * (hex), the rest literal. Mattermost ignores blocks and shows the attachment. */
-static int add_buttons(const struct report *r, struct buf *out)
+static int add_buttons(const struct msg *m, const struct report *r, struct buf *out)
 {
+    /* With blocks, Slack shows them instead of "text": the summary (already Slack text) leads. */
     int rc = buf_adds(out, "\"blocks\":[{\"type\":\"section\",\"text\":{\"type\":\"mrkdwn\","
-                           "\"text\":\"Approval needed: see below.\"}},{\"type\":\"actions\","
-                           "\"block_id\":\"autodeploy_approval\",\"elements\":[");
+                           "\"text\":");
+    rc |= buf_add_json_string(out, m->summary.data ? m->summary.data : "");
+    rc |= buf_adds(out, "}},{\"type\":\"actions\",\"block_id\":\"autodeploy_approval\","
+                        "\"elements\":[");
     static const char *const btn[][3] = {{"approve", "Approve", "primary"},
                                          {"reject", "Reject", "danger"}};
     for (int i = 0; i < 2; i++) {
@@ -709,7 +712,7 @@ static int write_payload(const struct msg *m, const struct report *r, struct buf
         rc |= buf_adds(out, "],");
     }
     rc |= buf_adds(out, "\"mrkdwn_in\":[\"text\"]}],");
-    if (r->kind == REPORT_AWAITING_APPROVAL && r->approval_id[0]) rc |= add_buttons(r, out);
+    if (r->kind == REPORT_AWAITING_APPROVAL && r->approval_id[0]) rc |= add_buttons(m, r, out);
     rc |= buf_adds(out, "\"unfurl_links\":false,\"unfurl_media\":false}");
     return rc ? -1 : 0;
 }
