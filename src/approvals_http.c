@@ -130,8 +130,9 @@ static void slack_interaction(struct deployer *d, const struct approvals_req *rq
     default:
         break;
     }
-    if (!d || slackact_seen_check(deployer_slack_seen(d), rq->slack_sig,
-                                  (int64_t)strtoll(rq->slack_timestamp, NULL, 10), now)) {
+    if (!d) return error(out, resp, 404, "no approvals: autodeployd runs without --marathon-url");
+    if (slackact_seen_check(deployer_slack_seen(d), rq->slack_sig,
+                            (int64_t)strtoll(rq->slack_timestamp, NULL, 10), now)) {
         log_warn("Slack interaction refused: replayed request", NULL);
         return error(out, resp, 401, "replayed request");
     }

@@ -116,19 +116,20 @@ int job_approval_gate(struct job *j, const struct app_view *v, const struct deci
     const struct push *p = j->p;
     char why[REPORT_TEXT_MAX];
     if (!v->approve) return 1;
-    if (p->approval[0]) {
-        struct approval a;
-        if (approvals_allows(d->approvals, p->approval, j->app_id, p->digest) &&
-            approvals_get(d->approvals, p->approval, &a) == 0) {
+    struct approval a, sup[MAX_SUPERSEDED];
+    if (p->approval[0] && approvals_get(d->approvals, p->approval, &a) == 0 &&
+        !strcmp(a.app_id, j->app_id)) {
+        if (approvals_allows(d->approvals, p->approval, j->app_id, p->digest)) {
             record_approval(d, j->record, &a);
             return 1;
         }
         snprintf(why, sizeof why, "approval %s does not allow this push any more", p->approval);
         return refuse(j, "skipped", REPORT_SKIPPED, why);
     }
+    /* No approval, or another app's (an approved push replayed after a restart is matched
+     * against every app again): this app asks for its own. */
     long timeout = decide_approve_timeout(v, config_live()->approve_timeout_ms, why, sizeof why);
     if (timeout < 0) return refuse(j, "skipped", REPORT_SKIPPED, why);
-    struct approval a, sup[MAX_SUPERSEDED];
     if (approvals_pending_for(d->approvals, j->app_id, &a) == 0 &&
         !strcmp(a.push.digest, p->digest) && !strcmp(a.new_image, dec->new_image)) {
         /* The same push again (a re-delivery, a replay): it waits on the same approval. */

@@ -1238,6 +1238,22 @@ static void approval_label_invalid_timeout(void)
     deployer_free(d);
 }
 
+/* An approved push replayed after a restart is matched against every app again: another
+ * approval app asks for its own approval instead of taking the push as approved (or
+ * skipping it). */
+static void approval_of_another_app(void)
+{
+    approval_gated(NULL);
+    struct deployer *d = make("");
+    struct push p = mkpush("strava/foo", "master-2", 'b', NULL);
+    snprintf(p.approval, sizeof p.approval, "0123456789abcdef0123456789abcdef");
+    run(d, &p, 1);
+    CHECK_STR(state_of(d), "awaiting_approval", "another app's approval lets nothing by");
+    CHECK(count("PATCH", "/") == 0, "nothing deployed");
+    CHECK(strcmp(field_of(d, 1, 0, "id"), p.approval) != 0, "a new approval of its own");
+    deployer_free(d);
+}
+
 /* Pending and approved approvals survive a restart with the state file; expiry after the
  * restart counts from the stored time. */
 static void approval_survives_restart(void)
@@ -1344,6 +1360,7 @@ int main(void)
     approval_superseded();
     approval_expires();
     approval_label_invalid_timeout();
+    approval_of_another_app();
     approval_survives_restart();
     setup(M1, "x", 1); /* frees the model */
     cJSON_Delete(F.app);
