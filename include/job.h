@@ -84,6 +84,7 @@ struct deployer {
     int64_t wall_base, mono_base;     /* approvals' Unix ms = wall_base + (now - mono_base) */
     pthread_t approval_timer;
     int approval_timer_started;
+    struct waiting *held; /* approved while an operator paused deployments; under mu */
 };
 
 /* One job: the pushes waiting for one app, the one chosen, and what the update did. */
@@ -160,6 +161,8 @@ int job_approval_gate(struct job *j, const struct app_view *v, const struct deci
 void *approvals_timer_main(void *arg);
 /* Puts back the approvals kept in the state file. */
 void approvals_restore_from(struct deployer *d, struct journal *j);
+/* Frees the approved pushes held by a pause (they stay in the state file). */
+void approvals_drop_held(struct deployer *d);
 
 /* ---- dispatch.c */
 void *dispatch_main(void *arg);

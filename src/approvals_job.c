@@ -11,6 +11,7 @@
 
 #include "journal.h"
 #include "log.h"
+#include "queue.h"
 
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -184,9 +185,59 @@ static void submit(struct deployer *d, const struct approval *a)
     } else {
         w->record = a->record;
     }
+    /* An operator's pause holds approved pushes too: they deploy once resumed. */
+    if (d->q && pushq_paused(d->q)) {
+        record_set(d, w->record, "approved",
+                   "approved; deploys when deployments are resumed (POST /v1/resume)", NULL);
+        pthread_mutex_lock(&d->mu);
+        w->next = d->held;
+        d->held = w;
+        pthread_mutex_unlock(&d->mu);
+        return;
+    }
     record_set(d, w->record, "queued", "approved; deploying", NULL);
     const char *ids[1] = {a->app_id};
     job_submit(d, &w, 1, ids);
+}
+
+/* Hands the pushes approved during a pause to their apps' queues once it is over. */
+static void release_held(struct deployer *d)
+{
+    if (!d->q || pushq_paused(d->q)) return;
+    pthread_mutex_lock(&d->mu);
+    struct waiting *w = d->held;
+    d->held = NULL;
+    pthread_mutex_unlock(&d->mu);
+    while (w) {
+        struct waiting *next = w->next;
+        char app_id[DECIDE_APP_ID_MAX];
+        struct approval a;
+        /* The app id is the approval's (the push carries its id). */
+        if (approvals_get(d->approvals, w->push.approval, &a) == 0) {
+            job_copy(app_id, sizeof app_id, a.app_id);
+            const char *ids[1] = {app_id};
+            record_set(d, w->record, "queued", "approved; deploying", NULL);
+            job_submit(d, &w, 1, ids);
+        } else {
+            free(w); /* forgotten (cannot happen while it is approved); replayed at restart */
+        }
+        w = next;
+    }
+}
+
+void approvals_drop_held(struct deployer *d)
+{
+    pthread_mutex_lock(&d->mu);
+    struct waiting *w = d->held;
+    d->held = NULL;
+    pthread_mutex_unlock(&d->mu);
+    while (w) {
+        struct waiting *next = w->next;
+        log_info("approved push held by the pause: kept in the state file for the next start",
+                 "approval", w->push.approval, NULL);
+        free(w);
+        w = next;
+    }
 }
 
 static int answer_error(struct buf *out, int status, const char *msg, const struct approval *a)
@@ -262,6 +313,7 @@ void *approvals_timer_main(void *arg)
     struct deployer *d = arg;
     while (!job_stopping(d)) {
         deployer_approvals_tick(d);
+        release_held(d);
         job_nap(d, 250);
     }
     return NULL;

@@ -659,6 +659,7 @@ void deployer_stop(struct deployer *d, long grace_ms)
     d->n_started = 0;
     if (d->approval_timer_started) pthread_join(d->approval_timer, NULL);
     d->approval_timer_started = 0;
+    approvals_drop_held(d);
     /* 4. Pushes that never started are reported, not silently dropped. */
     for (struct slot *s = d->slots; s; s = s->next) {
         abandon(d, s->app_id, s->waiting);
@@ -687,6 +688,7 @@ void deployer_free(struct deployer *d)
     match_cache_free(d->cache);
     registry_free(d->registry);
     verify_cache_free(d->verify);
+    approvals_drop_held(d);
     approvals_free(d->approvals);
     slackact_seen_free(d->slack_seen);
     pthread_cond_destroy(&d->cv);

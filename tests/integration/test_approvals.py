@@ -5,8 +5,9 @@ One daemon carries most of the story, one app per path: approved through the API
 deployed once), approved through a Slack button (the user recorded), a superseded approval's
 old button (nothing deploys), a rejection, an expiry; the refusals of the HTTP side (bad and
 missing tokens, GET, bad signature, stale timestamp, replay). A second pair of daemons shares a
-state file: a pending approval survives the restart, and the endpoints are off (404/403)
-without a signing secret and an admin token."""
+state file: a pending approval survives the restart (and, approved during an operator's pause,
+deploys at the resume), and the endpoints are off (404/403) without a signing secret and an
+admin token."""
 import json
 import time
 
@@ -166,7 +167,14 @@ def test_restart_keeps_pending_and_off_without_secrets(daemon, marathon, slack, 
     d2 = start_daemon(daemon, emu, "--state-file", state, "--admin-token", TOKEN)
     kept = wait_approval(d2, "/prod/api")
     assert kept["id"] == a["id"] and kept["expires_at"] == a["expires_at"]
+    # An operator's pause holds the approved push until the resume.
+    auth = {"Authorization": "Bearer " + TOKEN}
+    assert d2.request("POST", "/v1/pause", headers=auth).status == 200
     assert decide(d2, a["id"], "approve", body={"by": "ops"}).status == 200
+    held = records(d2, "/prod/api")[0]
+    assert held["state"] == "approved" and "resumed" in held["reason"], held
+    assert not deployments_by_autodeployd(emu, "/prod/api")
+    assert d2.request("POST", "/v1/resume", headers=auth).status == 200
     rec = wait_records(d2, "/prod/api")[0]
     assert rec["state"] == "succeeded" and rec["decided_by"] == "ops" and rec["decided_via"] == "api"
     assert len(deployments_by_autodeployd(emu, "/prod/api")) == 1
