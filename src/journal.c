@@ -342,13 +342,16 @@ static long load(struct journal *j)
         } else if (cJSON_IsBool(paused)) {
             j->paused = cJSON_IsTrue(paused);
         } else if (appr_parse(o, aid, sizeof aid, &apending) == 0) {
-            char *copy = strndup(line, (size_t)len);
-            if (copy && copy[len - 1] != '\n') { /* the last line, cut: unusable */
-                free(copy);
-                bad++;
-            } else if (copy) {
+            /* Kept as written, so it must be a whole line of text: not the last line cut by a
+             * crash, no NUL byte (raw or escaped) anywhere. */
+            char *copy = NULL;
+            if (line[len - 1] == '\n' && !memchr(line, '\0', (size_t)len) &&
+                !json_has_escaped_nul(line, (size_t)len))
+                copy = strndup(line, (size_t)len);
+            if (copy)
                 appr_keep(j, aid, copy, apending);
-            }
+            else
+                bad++;
         } else {
             bad++;
         }

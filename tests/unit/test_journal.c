@@ -199,11 +199,12 @@ static void test_approvals_survive(void)
     snprintf(p.approval, sizeof p.approval, "aaaa");
     journal_add(j, &p);
     journal_close(j);
+    append_raw("{\"approval\":{\"id\":\"dddd\",\"state\":\"pending\",\"by\":\"a\\u0000b\"}}\n");
     append_raw("{\"approval\":{\"id\":\"cccc\",\"state\":\"pend"); /* torn by a crash */
     j = reopen(&pending, &n, &paused);
     char **lines;
     size_t k = journal_approvals(j, &lines);
-    CHECK(k == 2, "two approvals, the torn one skipped (got %zu)", k);
+    CHECK(k == 2, "two approvals, the torn one and the one with a NUL skipped (got %zu)", k);
     CHECK(k == 2 && !strcmp(lines[0], "{\"id\":\"bbbb\",\"state\":\"pending\"}") &&
               !strcmp(lines[1], "{\"id\":\"aaaa\",\"state\":\"approved\",\"by\":\"x\"}"),
           "the latest line of each, oldest first: %s / %s", k ? lines[0] : "-",
