@@ -34,16 +34,16 @@ struct push {
     char tag[PUSH_TAG_MAX];
     char digest[PUSH_DIGEST_MAX]; /* "sha256:<64 hex>" */
     char media_type[PUSH_MEDIA_MAX];
-    char pusher[PUSH_PUSHER_MAX];     /* actor.name; control characters removed, may be "" */
-    char source[PUSH_SOURCE_MAX];     /* how it reached us: "registry" (a Distribution
-                                         notification), "reconcile", or another webhook source's
-                                         name; "" reads as "registry" */
-    char approval[PUSH_APPROVAL_MAX]; /* the approval (approvals.h) that let this push deploy
-                                         to an app with label autodeploy.approve; "" for a push
-                                         as it came */
-    unsigned long long seq;           /* set by the queue when accepted: its place in the records */
-    unsigned long long jid;           /* id in the state file (journal.h); 0 when not journaled */
-    int replayed;                     /* queued again from the state file at start */
+    char pusher[PUSH_PUSHER_MAX]; /* actor.name; control characters removed, may be "" */
+    char source[PUSH_SOURCE_MAX]; /* how it reached us: "registry" (a Distribution
+                                     notification), "reconcile", or another webhook source's
+                                     name; "" reads as "registry" */
+    unsigned long long seq;       /* set by the queue when accepted: its place in the records */
+    unsigned long long jid;       /* id in the state file (journal.h); 0 when not journaled */
+    int replayed;                 /* queued again from the state file at start */
+    /* The approval (approvals.h) that lets this push deploy to an app with label
+     * autodeploy.approve; "" for a push as it came. */
+    char approval[PUSH_APPROVAL_MAX];
 };
 
 enum event_verdict { EVENT_PUSH = 0, EVENT_IGNORED, EVENT_REJECTED };

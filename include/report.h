@@ -13,30 +13,34 @@
 #include "reference.h"
 
 enum report_kind {
-    REPORT_PUSHED = 0,        /* a push arrived; apps lists where it will deploy (may be empty) */
-    REPORT_DEPLOYING,         /* a deployment was created in Marathon */
-    REPORT_DEPLOYED,          /* the deployment succeeded */
-    REPORT_FAILED,            /* the update or the deployment failed */
-    REPORT_TIMED_OUT,         /* the deployment did not end within --deploy-timeout */
-    REPORT_ROLLED_BACK,       /* after a failure or time-out, the revert deployment ended: the app
-                                 runs its previous image again */
-    REPORT_SUPERSEDED,        /* a newer push for the same app replaced this one before it ran */
-    REPORT_SKIPPED,           /* not deployed: locked, paused, outside the prefixes, invalid label,
-                                 already running that image, older than what runs */
-    REPORT_PAUSED,            /* an operator paused deployments */
-    REPORT_RESUMED,           /* an operator resumed them */
-    REPORT_INTERRUPTED,       /* autodeployd stopped while following a deployment Marathon goes on
-                                 with; its outcome is not known to autodeployd */
-    REPORT_ROLLBACK_FAILED,   /* after a failure or time-out, Marathon refused the rollback, or its
-                                 revert deployment failed or did not end: it needs a hand */
-    REPORT_ROLLING_BACK,      /* Marathon accepted the rollback; deployment_id is the revert's */
-    REPORT_CANCELLED,         /* someone else ended our deployment and the app no longer carries
-                                 our image (an operator's revert, a forced edit): left as it is */
-    REPORT_AWAITING_APPROVAL, /* the app asks for approval (label autodeploy.approve): a pending
-                                 approval (approval_id) waits for a person until expires_at */
-    REPORT_APPROVED,          /* a person approved it (approval_by, approval_via): it deploys */
-    REPORT_REJECTED,          /* a person rejected it: it does not deploy */
-    REPORT_APPROVAL_EXPIRED,  /* nobody decided before the approval's time-out */
+    REPORT_PUSHED = 0,      /* a push arrived; apps lists where it will deploy (may be empty) */
+    REPORT_DEPLOYING,       /* a deployment was created in Marathon */
+    REPORT_DEPLOYED,        /* the deployment succeeded */
+    REPORT_FAILED,          /* the update or the deployment failed */
+    REPORT_TIMED_OUT,       /* the deployment did not end within --deploy-timeout */
+    REPORT_ROLLED_BACK,     /* after a failure or time-out, the revert deployment ended: the app
+                               runs its previous image again */
+    REPORT_SUPERSEDED,      /* a newer push for the same app replaced this one before it ran */
+    REPORT_SKIPPED,         /* not deployed: locked, paused, outside the prefixes, invalid label,
+                               already running that image, older than what runs */
+    REPORT_PAUSED,          /* an operator paused deployments */
+    REPORT_RESUMED,         /* an operator resumed them */
+    REPORT_INTERRUPTED,     /* autodeployd stopped while following a deployment Marathon goes on
+                               with; its outcome is not known to autodeployd */
+    REPORT_ROLLBACK_FAILED, /* after a failure or time-out, Marathon refused the rollback, or its
+                               revert deployment failed or did not end: it needs a hand */
+    REPORT_ROLLING_BACK,    /* Marathon accepted the rollback; deployment_id is the revert's */
+    REPORT_CANCELLED,       /* someone else ended our deployment and the app no longer carries
+                               our image (an operator's revert, a forced edit): left as it is */
+    /* The app asks for approval (label autodeploy.approve): a pending approval (approval_id)
+     * waits for a person until approval_expires. */
+    REPORT_AWAITING_APPROVAL,
+    /* A person approved it (approval_by, approval_via): it deploys. */
+    REPORT_APPROVED,
+    /* A person rejected it: it does not deploy. */
+    REPORT_REJECTED,
+    /* Nobody decided before the approval's time-out. */
+    REPORT_APPROVAL_EXPIRED,
 };
 
 #define REPORT_TEXT_MAX 512
