@@ -103,6 +103,9 @@ int approvals_pending_for(struct approvals *s, const char *app_id, struct approv
  * deploy past the gate. */
 int approvals_allows(struct approvals *s, const char *id, const char *app_id, const char *digest);
 
+/* How many approvals are pending (the autodeploy_approvals_pending gauge). */
+size_t approvals_pending_count(struct approvals *s);
+
 /* Sets the deployment record of approval id (no effect when unknown). */
 void approvals_set_record(struct approvals *s, const char *id, uint64_t record);
 

@@ -196,6 +196,16 @@ int approvals_allows(struct approvals *s, const char *id, const char *app_id, co
     return ok;
 }
 
+size_t approvals_pending_count(struct approvals *s)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i < s->n; i++)
+        n += s->v[i].state == APPROVAL_PENDING;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
 void approvals_set_record(struct approvals *s, const char *id, uint64_t record)
 {
     pthread_mutex_lock(&s->mu);

@@ -266,6 +266,15 @@ int deployer_approval_decide(struct deployer *d, const char *id, int approve, co
     case APPROVAL_NOT_PENDING:
         snprintf(msg, sizeof msg, "the approval is %s: it can no longer be approved or rejected",
                  approval_state_name(a.state));
+        if (!strcmp(via, "slack") && a.state != APPROVAL_EXPIRED) {
+            /* Slack shows the clicker nothing of our answer: the channel says it did nothing. */
+            char why[REPORT_TEXT_MAX];
+            snprintf(why, sizeof why,
+                     "%.120s clicked %s in Slack, but approval %s is %s: nothing "
+                     "changes",
+                     by, approve ? "Approve" : "Reject", a.id, approval_state_name(a.state));
+            report_approval(&a, REPORT_SKIPPED, why);
+        }
         log_warn("approval decision refused: no longer pending", "approval", a.id, "state",
                  approval_state_name(a.state), "by", by, "via", via, NULL);
         return answer_error(out, 409, msg, &a);

@@ -562,6 +562,11 @@ static int open_registry(struct deployer *d, const struct config *cfg, char *err
     return d->registry ? 0 : -1;
 }
 
+static double pending_approvals(void *ctx)
+{
+    return (double)approvals_pending_count(((struct deployer *)ctx)->approvals);
+}
+
 struct deployer *deployer_new(const struct config *cfg, struct pushq *q, struct marathon *m,
                               struct follower *f, char *err, size_t errlen)
 {
@@ -577,6 +582,9 @@ struct deployer *deployer_new(const struct config *cfg, struct pushq *q, struct 
     d->m = m;
     d->f = f;
     d->env.ctx = d;
+    metrics_declare_gauge_fn("autodeploy_approvals_pending",
+                             "Approvals waiting for a person (apps with label autodeploy.approve).",
+                             pending_approvals, d);
     if (!f) d->env.watch = NULL; /* no stream: poll */
     return d;
 }

@@ -133,6 +133,8 @@ def test_approval_paths(daemon, marathon, slack):
     wait_text(slack, "Superseded: strava/old:master-2 will not deploy to /prod/old")
     st, body, _ = slack.interact(slack_url(d), SECRET, old, user="mallory")
     assert st == 200 and json.loads(body)["status"] == 409
+    t = wait_text(slack, "Skipped deploying strava/old:master-2 to /prod/old")
+    assert "mallory clicked Approve in Slack" in t and "superseded" in t, t
     st, body, _ = slack.interact(slack_url(d), SECRET, new["id"], action="reject", user="erin")
     assert st == 200 and json.loads(body)["result"]["state"] == "rejected"
     assert decide(d, new["id"], "approve").status == 409
