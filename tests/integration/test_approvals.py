@@ -87,6 +87,9 @@ def test_approval_paths(daemon, marathon, slack):
     assert [(b["action_id"], b["value"]) for b in buttons] == [
         ("approve", pend["api"]["id"]), ("reject", pend["api"]["id"])]
     assert not deployments_by_autodeployd(emu, "/prod/api"), "nothing deploys before approval"
+    metrics = d.request("GET", "/metrics").body.decode()
+    pending = [ln for ln in metrics.splitlines() if ln.startswith("autodeploy_approvals_pending ")]
+    assert pending and float(pending[0].split()[1]) >= 3, pending
 
     # API: no action on GET, refused without or with a wrong token, a bad body.
     api = pend["api"]["id"]
