@@ -48,8 +48,9 @@ void journal_release(struct journal *j, unsigned long long jid);
 void journal_set_paused(struct journal *j, int paused);
 
 /* Records approval id (approvals.h) as it is now: json is its approval_json(full=1) object.
- * The last record of an id wins; pending (or approved) ones are always kept, decided ones up to
- * 256 in all. -1 when it cannot be written. */
+ * The last record of an id wins; pending ones are always kept, decided ones up to 256 in all
+ * (an approved push whose approval was forgotten asks for approval again). -1 when it cannot
+ * be written. */
 int journal_put_approval(struct journal *j, const char *id, const char *json, int pending);
 
 /* The approvals read from the file at open and recorded since, oldest first: *out is a

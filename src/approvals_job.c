@@ -42,8 +42,7 @@ static void persist(struct deployer *d, const struct approval *a)
     struct buf b;
     buf_init(&b, 64 * 1024);
     if (approval_json(a, 1, &b) == 0)
-        journal_put_approval(d->journal, a->id, b.data,
-                             a->state == APPROVAL_PENDING || a->state == APPROVAL_APPROVED);
+        journal_put_approval(d->journal, a->id, b.data, a->state == APPROVAL_PENDING);
     buf_free(&b);
 }
 
@@ -266,8 +265,10 @@ int deployer_approval_decide(struct deployer *d, const char *id, int approve, co
     case APPROVAL_NOT_PENDING:
         snprintf(msg, sizeof msg, "the approval is %s: it can no longer be approved or rejected",
                  approval_state_name(a.state));
-        if (!strcmp(via, "slack") && a.state != APPROVAL_EXPIRED) {
-            /* Slack shows the clicker nothing of our answer: the channel says it did nothing. */
+        if (!strcmp(via, "slack") &&
+            (a.state == APPROVAL_SUPERSEDED || a.state == APPROVAL_REJECTED)) {
+            /* Slack shows the clicker nothing of our answer: the channel says it did nothing
+             * (an approved or expired one was announced as such already). */
             char why[REPORT_TEXT_MAX];
             snprintf(why, sizeof why,
                      "%.120s clicked %s in Slack, but approval %s is %s: nothing "

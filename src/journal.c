@@ -255,7 +255,7 @@ static int appr_parse(const cJSON *o, char *id, size_t idlen, int *pending)
         !i->valuestring[0] || !cJSON_IsString(st))
         return -1;
     snprintf(id, idlen, "%s", i->valuestring);
-    *pending = !strcmp(st->valuestring, "pending") || !strcmp(st->valuestring, "approved");
+    *pending = !strcmp(st->valuestring, "pending");
     return 0;
 }
 
