@@ -48,6 +48,8 @@ struct config {
     char *log_format;
     char *slack_webhook_url;
     char *slack_pushes; /* "all", "matched" or "none" */
+    /* verifies POST /v1/slack/interactions (approval buttons); NULL: 404 */
+    char *slack_signing_secret;
     char *marathon_ui_url;
     long slack_timeout_ms;
     long slack_queue_size;
@@ -77,6 +79,8 @@ struct config {
     long deploy_timeout_ms; /* from Marathon's acceptance of the update to the deployment's end */
     long update_timeout_ms; /* getting the update accepted: locks, 5xx, 403, lost answers */
     long reconcile_interval_ms; /* 0: no reconcile */
+    /* a pending approval's default time-out (label autodeploy.approve) */
+    long approve_timeout_ms;
     long deploy_workers;
     long poll_interval_ms;
     long shutdown_grace_ms;

@@ -40,6 +40,8 @@ struct app_view {
     const char *channel;         /* label autodeploy.slack-channel */
     const char *pattern;         /* the configured label's value */
     int paused, pin, force;      /* labels autodeploy.paused / pin-digest / force = true */
+    int approve;                 /* label autodeploy.approve = true: a person approves each push */
+    const char *approve_timeout; /* label autodeploy.approve-timeout (a duration) */
     int instances;               /* -1 when absent */
     const char *deployment;      /* first entry of "deployments", NULL when none runs */
     const char *failure_version; /* lastTaskFailure.version: the app version of the last task
@@ -56,6 +58,12 @@ int decide_version_cmp(const char *a, const char *b);
 
 /* 1 for "true", "yes" or "1" (the label convention), else 0. */
 int decide_is_true(const char *v);
+
+/* How long a pending approval of app v waits for a person: its label
+ * autodeploy.approve-timeout ("90s", "30m", "1h", a bare number of seconds), else def_ms
+ * (--approve-timeout). Returns milliseconds, or -1 with a reason when the label does not parse
+ * or lies outside 1 s .. 7 days (the push is then not deployed: an approval gate fails closed). */
+long decide_approve_timeout(const struct app_view *v, long def_ms, char *reason, size_t len);
 
 /* Marathon's app id rules (absolute, segments [a-z0-9.-] starting and ending with a letter or
  * digit, at most 255 bytes). An id outside them never came from a real Marathon and could

@@ -106,6 +106,27 @@ int deployer_reconcile_preview_json(struct deployer *d, struct buf *b);
 /* POST /v1/reconcile: starts a cycle now (the next one is then due an interval later).
  * Returns 0, or -1 when reconcile is not possible. Never blocks on I/O. */
 int deployer_reconcile_now(struct deployer *d);
+/* Appends {"approvals":[...]} (approvals.h), newest first. */
+int deployer_approvals_json(struct deployer *d, struct buf *b);
+
+/* Approves (approve=1) or rejects approval id for by through via ("console", "api", "slack").
+ * An approved push is handed to the app's queue (and the state file), once. Appends the
+ * approval as JSON (or {"error":...}) to out and returns the HTTP status: 200, 404 unknown
+ * id, 409 no longer pending (approved, rejected, superseded, expired). Thread-safe; no
+ * network I/O (reports are queued by their sinks). */
+int deployer_approval_decide(struct deployer *d, const char *id, int approve, const char *by,
+                             const char *via, struct buf *out);
+
+/* The memory of Slack interaction signatures (slackact.h), shared by the HTTP threads. */
+struct slackact_seen *deployer_slack_seen(struct deployer *d);
+
+/* Expires pending approvals past their time-out now (the timer thread does it every 250 ms;
+ * unit tests call it after moving the fake clock). */
+void deployer_approvals_tick(struct deployer *d);
+
+/* Runs the jobs waiting in the per-app queue in the calling thread, until none is left (unit
+ * tests, with no worker started: e.g. the job an approval queued). */
+void deployer_run_queued(struct deployer *d);
 
 /* Declares the deployer's metric families. */
 void deployer_metrics_declare(void);

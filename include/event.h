@@ -22,6 +22,7 @@
 #define PUSH_MEDIA_MAX 96
 #define PUSH_PUSHER_MAX 128
 #define PUSH_SOURCE_MAX 24
+#define PUSH_APPROVAL_MAX 33
 
 /* One tagged image push, copied out of the envelope (owns no pointers; copy by value). */
 struct push {
@@ -40,6 +41,9 @@ struct push {
     unsigned long long seq;       /* set by the queue when accepted: its place in the records */
     unsigned long long jid;       /* id in the state file (journal.h); 0 when not journaled */
     int replayed;                 /* queued again from the state file at start */
+    /* The approval (approvals.h) that lets this push deploy to an app with label
+     * autodeploy.approve; "" for a push as it came. */
+    char approval[PUSH_APPROVAL_MAX];
 };
 
 enum event_verdict { EVENT_PUSH = 0, EVENT_IGNORED, EVENT_REJECTED };

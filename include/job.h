@@ -8,9 +8,11 @@
 #ifndef AUTODEPLOY_JOB_H
 #define AUTODEPLOY_JOB_H
 
+#include "approvals.h"
 #include "decide.h"
 #include "deploy.h"
 #include "report.h"
+#include "slackact.h"
 
 #include <cjson/cJSON.h>
 #include <pthread.h>
@@ -46,10 +48,13 @@ struct record {
     char old_digest[PUSH_DIGEST_MAX]; /* what the app ran before, per its label; "" unknown */
     char deployment_id[128];
     char rollback_id[128];
-    char state[16];
+    char state[24]; /* longest: "awaiting_approval" */
     char reason[REPORT_TEXT_MAX];
     char task_message[REPORT_TEXT_MAX];
     int64_t created, started, accepted, ended; /* Unix ms, 0 when not yet */
+    char approval_id[APPROVAL_ID_MAX];         /* the approval asked for or given, "" none */
+    char decided_by[APPROVAL_BY_MAX], decided_via[APPROVAL_VIA_MAX];
+    int64_t decided_at; /* Unix ms of the approval's decision, 0 none */
 };
 
 struct deployer {
@@ -76,6 +81,12 @@ struct deployer {
     struct journal *journal;       /* NULL without --state-file */
     struct reconciler *reconciler; /* NULL without a registry client (unit tests) */
     uint64_t seq;
+    struct approvals *approvals;      /* label autodeploy.approve (approvals_job.c) */
+    struct slackact_seen *slack_seen; /* Slack interaction signatures seen (replays) */
+    int64_t wall_base, mono_base;     /* approvals' Unix ms = wall_base + (now - mono_base) */
+    pthread_t approval_timer;
+    int approval_timer_started;
+    struct waiting *held; /* approved while an operator paused deployments; under mu */
 };
 
 /* One job: the pushes waiting for one app, the one chosen, and what the update did. */
@@ -160,6 +171,19 @@ void reconciler_wake(struct reconciler *rc);
 /* Runs a dry cycle in the calling thread and appends its plan; returns the HTTP status. */
 int reconciler_preview_json(struct reconciler *rc, struct buf *b);
 void reconciler_metrics_declare(void);
+/* ---- approvals_job.c */
+/* Unix ms on the deployer's clock (the fake one in unit tests). */
+int64_t approval_now(struct deployer *d);
+/* The gate of an app with label autodeploy.approve, after the rules said deploy and the
+ * registry was asked: 1 to go on (no approval asked, or this push's approval allows it), 0
+ * when the job has ended (a pending approval was created, or the push may not deploy). */
+int job_approval_gate(struct job *j, const struct app_view *v, const struct decision *dec);
+/* Expires pending approvals past their time-out, on a timer, until the stop. */
+void *approvals_timer_main(void *arg);
+/* Puts back the approvals kept in the state file. */
+void approvals_restore_from(struct deployer *d, struct journal *j);
+/* Frees the approved pushes held by a pause (they stay in the state file). */
+void approvals_drop_held(struct deployer *d);
 
 /* ---- dispatch.c */
 void *dispatch_main(void *arg);
@@ -186,6 +210,8 @@ void record_set(struct deployer *d, uint64_t seq, const char *state, const char 
 void record_job(struct job *j); /* copies images, digest and deployment ids of j */
 void record_rollback(struct deployer *d, uint64_t seq, const char *rollback_id);
 void record_accepted(struct deployer *d, uint64_t seq);
+/* Copies the approval's id and decision to the record; 0 when the record is gone. */
+int record_approval(struct deployer *d, uint64_t seq, const struct approval *a);
 int records_json(struct deployer *d, struct buf *b);
 void report_init(struct report *r, enum report_kind k, const struct push *p, const char *app_id);
 void count_outcome(const char *outcome);

@@ -47,6 +47,16 @@ void journal_release(struct journal *j, unsigned long long jid);
 /* Records the operator's pause, restored at the next start. */
 void journal_set_paused(struct journal *j, int paused);
 
+/* Records approval id (approvals.h) as it is now: json is its approval_json(full=1) object.
+ * The last record of an id wins; pending ones are always kept, decided ones up to 256 in all
+ * (an approved push whose approval was forgotten asks for approval again). -1 when it cannot
+ * be written. */
+int journal_put_approval(struct journal *j, const char *id, const char *json, int pending);
+
+/* The approvals read from the file at open and recorded since, oldest first: *out is a
+ * malloc'd array of malloc'd JSON object texts (the caller frees each and the array). */
+size_t journal_approvals(struct journal *j, char ***out);
+
 /* Pushes not yet done (tests, /metrics). */
 size_t journal_pending(struct journal *j);
 

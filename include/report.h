@@ -32,6 +32,15 @@ enum report_kind {
     REPORT_ROLLING_BACK,    /* Marathon accepted the rollback; deployment_id is the revert's */
     REPORT_CANCELLED,       /* someone else ended our deployment and the app no longer carries
                                our image (an operator's revert, a forced edit): left as it is */
+    /* The app asks for approval (label autodeploy.approve): a pending approval (approval_id)
+     * waits for a person until approval_expires. */
+    REPORT_AWAITING_APPROVAL,
+    /* A person approved it (approval_by, approval_via): it deploys. */
+    REPORT_APPROVED,
+    /* A person rejected it: it does not deploy. */
+    REPORT_REJECTED,
+    /* Nobody decided before the approval's time-out. */
+    REPORT_APPROVAL_EXPIRED,
 };
 
 #define REPORT_TEXT_MAX 512
@@ -55,6 +64,10 @@ struct report {
     char task_message[REPORT_TEXT_MAX]; /* last task failure message, "" when none */
     double duration_s;                  /* DEPLOYED/FAILED/TIMED_OUT: seconds since DEPLOYING */
     char slack_channel[128];            /* app label autodeploy.slack-channel, "" for the default */
+    char approval_id[40];               /* the approval concerned, "" when none */
+    char approval_by[128];              /* APPROVED/REJECTED: who decided (as they gave it) */
+    char approval_via[16];              /* APPROVED/REJECTED: "console", "api" or "slack" */
+    char approval_expires[40];          /* AWAITING_APPROVAL: RFC 3339 time of the time-out */
 };
 
 typedef void (*report_sink_fn)(const struct report *r, void *ctx);
@@ -70,7 +83,7 @@ void report_clear_sinks(void);
 
 /* "pushed", "deploying", "deployed", "failed", "timed_out", "rolled_back", "superseded",
  * "skipped", "paused", "resumed", "interrupted", "rollback_failed", "rolling_back",
- * "cancelled". */
+ * "cancelled", "awaiting_approval", "approved", "rejected", "approval_expired". */
 const char *report_kind_name(enum report_kind k);
 
 #endif

@@ -283,6 +283,11 @@ static const struct opt opts[] = {
      "how often the registry is asked what the labelled apps should run, to deploy what a lost "
      "notification missed (+-10% jitter; 0: never)",
      NULL, 1},
+    {"approve-timeout", OPT_DURATION, OFF(approve_timeout_ms), "1h", 1000, 7L * 24 * 3600 * 1000,
+     "DURATION",
+     "how long a pending approval (app label autodeploy.approve=true) waits for a person before "
+     "it expires (per app: label autodeploy.approve-timeout)",
+     NULL, 1},
     {"deploy-workers", OPT_LONG, OFF(deploy_workers), "4", 1, 64, "N",
      "apps deployed in parallel at most", NULL, 0},
     {"poll-interval", OPT_DURATION, OFF(poll_interval_ms), "5s", 100, 600L * 1000, "DURATION",
@@ -297,6 +302,10 @@ static const struct opt opts[] = {
      "Slack (or Mattermost) incoming webhook; unset: no Slack messages "
      "(also --slack-webhook-url-file)",
      NULL, 0},
+    {"slack-signing-secret", OPT_SECRET, OFF(slack_signing_secret), NULL, 0, 0, "SECRET",
+     "the Slack app's signing secret: enables approval buttons at POST /v1/slack/interactions "
+     "(unset: 404) (also --slack-signing-secret-file)",
+     NULL, 1},
     {"slack-pushes", OPT_STRING, OFF(slack_pushes), "matched", 0, 0, "WHICH",
      "announce pushes in Slack: all, matched (only those that deploy somewhere) or none",
      check_slack_pushes, 0},

@@ -45,12 +45,29 @@ int decide_app_view(const cJSON *app, const char *label, struct app_view *v)
     v->paused = decide_is_true(jstr(labels, "autodeploy.paused"));
     v->pin = decide_is_true(jstr(labels, "autodeploy.pin-digest"));
     v->force = decide_is_true(jstr(labels, "autodeploy.force"));
+    v->approve = decide_is_true(jstr(labels, "autodeploy.approve"));
+    v->approve_timeout = jstr(labels, "autodeploy.approve-timeout");
     const cJSON *inst = cJSON_GetObjectItemCaseSensitive(app, "instances");
     if (cJSON_IsNumber(inst)) v->instances = inst->valueint;
     const cJSON *deps = cJSON_GetObjectItemCaseSensitive(app, "deployments");
     v->deployment = jstr(cJSON_GetArrayItem(deps, 0), "id");
     v->failure_version = jstr(cJSON_GetObjectItemCaseSensitive(app, "lastTaskFailure"), "version");
     return 0;
+}
+
+long decide_approve_timeout(const struct app_view *v, long def_ms, char *reason, size_t len)
+{
+    long ms;
+    if (!v->approve_timeout) return def_ms;
+    if (config_parse_duration_ms(v->approve_timeout, &ms) < 0 || ms < 1000 ||
+        ms > 7L * 24 * 3600 * 1000) {
+        snprintf(reason, len,
+                 "invalid label autodeploy.approve-timeout \"%.60s\": expected a duration from "
+                 "1s to 7 days, e.g. 30m",
+                 v->approve_timeout);
+        return -1;
+    }
+    return ms;
 }
 
 int decide_app_id_valid(const char *id)

@@ -384,6 +384,25 @@ static void run_job(struct deployer *d, const char *app_id, struct waiting *list
     cJSON_Delete(j.old_docker);
 }
 
+void deployer_run_queued(struct deployer *d)
+{
+    pthread_mutex_lock(&d->mu);
+    while (d->ready_head) {
+        struct slot *s = d->ready_head;
+        d->ready_head = s->ready_next;
+        if (!d->ready_head) d->ready_tail = NULL;
+        s->queued = 0;
+        struct waiting *list = s->waiting;
+        s->waiting = s->waiting_tail = NULL;
+        char app_id[DECIDE_APP_ID_MAX];
+        memcpy(app_id, s->app_id, sizeof app_id);
+        pthread_mutex_unlock(&d->mu);
+        run_job(d, app_id, list, NULL, 0);
+        pthread_mutex_lock(&d->mu);
+    }
+    pthread_mutex_unlock(&d->mu);
+}
+
 void deployer_run_job(struct deployer *d, const char *app_id, const struct push *pushes, size_t n)
 {
     struct waiting *head = NULL, **tail = &head;
@@ -612,7 +631,13 @@ struct deployer *deployer_new_env(const struct config *cfg, struct pushq *q,
         return NULL;
     }
     d->verify = verify_cache_new();
-    if (!d->verify) {
+    d->approvals = approvals_new(0);
+    d->slack_seen = slackact_seen_new();
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    d->wall_base = (int64_t)wall.tv_sec * 1000 + wall.tv_nsec / 1000000;
+    d->mono_base = env->now_ms(env->ctx);
+    if (!d->verify || !d->approvals || !d->slack_seen) {
         snprintf(err, errlen, "out of memory");
         deployer_free(d);
         return NULL;
@@ -637,6 +662,11 @@ static int open_registry(struct deployer *d, const struct config *cfg, char *err
     return d->registry ? 0 : -1;
 }
 
+static double pending_approvals(void *ctx)
+{
+    return (double)approvals_pending_count(((struct deployer *)ctx)->approvals);
+}
+
 struct deployer *deployer_new(const struct config *cfg, struct pushq *q, struct marathon *m,
                               struct follower *f, char *err, size_t errlen)
 {
@@ -652,6 +682,9 @@ struct deployer *deployer_new(const struct config *cfg, struct pushq *q, struct 
     d->m = m;
     d->f = f;
     d->env.ctx = d;
+    metrics_declare_gauge_fn("autodeploy_approvals_pending",
+                             "Approvals waiting for a person (apps with label autodeploy.approve).",
+                             pending_approvals, d);
     if (!f) d->env.watch = NULL; /* no stream: poll */
     if (!(d->reconciler = reconciler_new(d))) {
         snprintf(err, errlen, "out of memory");
@@ -664,6 +697,7 @@ struct deployer *deployer_new(const struct config *cfg, struct pushq *q, struct 
 void deployer_set_journal(struct deployer *d, struct journal *j)
 {
     d->journal = j;
+    approvals_restore_from(d, j);
 }
 
 int deployer_start(struct deployer *d)
@@ -676,6 +710,11 @@ int deployer_start(struct deployer *d)
         deployer_stop(d, 0);
         return -1;
     }
+    if (pthread_create(&d->approval_timer, NULL, approvals_timer_main, d) == 0)
+        d->approval_timer_started = 1;
+    else
+        log_warn("cannot start the approval timer: approvals expire only when someone decides",
+                 NULL);
     return 0;
 fail:
     /* Stop and join the threads that did start. */
@@ -739,6 +778,9 @@ void deployer_stop(struct deployer *d, long grace_ms)
     for (int i = 0; i < d->n_started; i++)
         pthread_join(d->workers[i], NULL);
     d->n_started = 0;
+    if (d->approval_timer_started) pthread_join(d->approval_timer, NULL);
+    d->approval_timer_started = 0;
+    approvals_drop_held(d);
     /* 4. Pushes that never started are reported, not silently dropped. */
     for (struct slot *s = d->slots; s; s = s->next) {
         abandon(d, s->app_id, s->waiting);
@@ -768,6 +810,9 @@ void deployer_free(struct deployer *d)
     reconciler_free(d->reconciler);
     registry_free(d->registry);
     verify_cache_free(d->verify);
+    approvals_drop_held(d);
+    approvals_free(d->approvals);
+    slackact_seen_free(d->slack_seen);
     pthread_cond_destroy(&d->cv);
     pthread_cond_destroy(&d->wake_cv);
     pthread_mutex_destroy(&d->mu);

@@ -4,6 +4,8 @@
  * Lines:  {"id":N,"push":{...}}   a push accepted, journal id N
  *         {"done":N}              everything push N caused has ended
  *         {"paused":true|false}   an operator paused or resumed
+ *         {"approval":{...}}      an approval as it is now (approvals.h); the last line for an
+ *                                 id wins
  *
  * Pending pushes are kept in memory too, in order, so that compaction can rewrite the file
  * without reading it back and a start can hand them out as they were read.
@@ -37,8 +39,20 @@ struct entry {
     struct entry *prev, *next;
 };
 
+/* An approval's latest line, kept for compaction and handed to the deployer at start. */
+struct appr {
+    char id[40];
+    char *line; /* the whole line, with its newline */
+    int pending;
+    struct appr *next; /* oldest first */
+};
+
+#define APPROVALS_KEPT 256
+
 struct journal {
     pthread_mutex_t mu;
+    struct appr *appr;
+    size_t n_appr;
     char *path;
     int fd;
     off_t size;
@@ -101,6 +115,7 @@ static char *push_line(const struct push *p, unsigned long long id)
     add_field(&b, "media_type", p->media_type, 0);
     add_field(&b, "pusher", p->pusher, 0);
     if (p->source[0]) add_field(&b, "source", p->source, 0);
+    if (p->approval[0]) add_field(&b, "approval", p->approval, 0);
     if (buf_adds(&b, "}}\n") < 0) {
         buf_free(&b);
         return NULL;
@@ -146,6 +161,10 @@ static int push_parse(const cJSON *o, struct push *p)
     if (cJSON_GetObjectItemCaseSensitive(o, "source") &&
         copy_str(o, "source", p->source, sizeof p->source) < 0)
         return -1;
+    /* "approval" is optional: only an approved push has one. */
+    if (cJSON_GetObjectItemCaseSensitive(o, "approval") &&
+        copy_str(o, "approval", p->approval, sizeof p->approval) < 0)
+        return -1;
     if (!ref_valid_repository(p->repository) || !ref_valid_tag(p->tag) ||
         (p->digest[0] && !ref_valid_digest(p->digest)) || (p->host[0] && !ref_valid_host(p->host)))
         return -1;
@@ -190,6 +209,56 @@ static struct entry *entry_find(struct journal *j, unsigned long long id)
     return NULL;
 }
 
+/* Keeps line as approval id's latest (line is taken over). The oldest decided approval is
+ * forgotten past APPROVALS_KEPT. */
+static void appr_keep(struct journal *j, const char *id, char *line, int pending)
+{
+    struct appr **pp = &j->appr, *a;
+    while ((a = *pp) != NULL && strcmp(a->id, id) != 0)
+        pp = &a->next;
+    if (a) { /* moves to the end: the newest */
+        *pp = a->next;
+        free(a->line);
+        j->n_appr--;
+    } else if (!(a = calloc(1, sizeof *a))) {
+        free(line);
+        return;
+    }
+    snprintf(a->id, sizeof a->id, "%s", id);
+    a->line = line;
+    a->pending = pending;
+    a->next = NULL;
+    for (pp = &j->appr; *pp; pp = &(*pp)->next) {
+    }
+    *pp = a;
+    j->n_appr++;
+    for (pp = &j->appr; j->n_appr > APPROVALS_KEPT && *pp;) {
+        struct appr *o = *pp;
+        if (o->pending) {
+            pp = &o->next;
+            continue;
+        }
+        *pp = o->next;
+        free(o->line);
+        free(o);
+        j->n_appr--;
+    }
+}
+
+/* {"approval":{...}} -> its id and whether it is pending; -1 when it is not one. */
+static int appr_parse(const cJSON *o, char *id, size_t idlen, int *pending)
+{
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, "approval");
+    const cJSON *i = cJSON_GetObjectItemCaseSensitive(a, "id");
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(a, "state");
+    if (!cJSON_IsObject(a) || !cJSON_IsString(i) || strlen(i->valuestring) >= idlen ||
+        !i->valuestring[0] || !cJSON_IsString(st))
+        return -1;
+    snprintf(id, idlen, "%s", i->valuestring);
+    *pending = !strcmp(st->valuestring, "pending");
+    return 0;
+}
+
 static const char *paused_line(int paused)
 {
     return paused ? "{\"paused\":true}\n" : "{\"paused\":false}\n";
@@ -212,6 +281,11 @@ static int rewrite(struct journal *j)
         ok = line && write(fd, line, len) == (ssize_t)len;
         size += (off_t)len;
         free(line);
+    }
+    for (struct appr *a = j->appr; ok && a; a = a->next) {
+        size_t len = strlen(a->line);
+        ok = write(fd, a->line, len) == (ssize_t)len;
+        size += (off_t)len;
     }
     if (ok && j->paused) {
         const char *l = paused_line(1);
@@ -257,6 +331,8 @@ static long load(struct journal *j)
         const cJSON *paused = cJSON_GetObjectItemCaseSensitive(o, "paused");
         struct push p;
         unsigned long long n;
+        char aid[40];
+        int apending;
         if (as_id(id, &n) == 0 && cJSON_IsObject(pj) && push_parse(pj, &p) == 0) {
             if (entry_find(j, n) || !entry_append(j, n, &p)) bad++;
             if (n >= j->next_id) j->next_id = n + 1;
@@ -265,6 +341,17 @@ static long load(struct journal *j)
             if (e) entry_unlink(j, e);
         } else if (cJSON_IsBool(paused)) {
             j->paused = cJSON_IsTrue(paused);
+        } else if (appr_parse(o, aid, sizeof aid, &apending) == 0) {
+            /* Kept as written, so it must be a whole line of text: not the last line cut by a
+             * crash, no NUL byte (raw or escaped) anywhere. */
+            char *copy = NULL;
+            if (line[len - 1] == '\n' && !memchr(line, '\0', (size_t)len) &&
+                !json_has_escaped_nul(line, (size_t)len))
+                copy = strndup(line, (size_t)len);
+            if (copy)
+                appr_keep(j, aid, copy, apending);
+            else
+                bad++;
         } else {
             bad++;
         }
@@ -381,7 +468,9 @@ void journal_release(struct journal *j, unsigned long long jid)
         int len = snprintf(line, sizeof line, "{\"done\":%llu}\n", jid);
         append(j, line, (size_t)len, "marking a push done"); /* on failure: replayed, harmless */
         entry_unlink(j, e);
-        if (j->n == 0 && j->size > COMPACT_EMPTY_BYTES) {
+        if (j->n == 0 && j->size > COMPACT_EMPTY_BYTES && j->appr) {
+            if (rewrite(j) < 0) log_write_error(j, "compacting");
+        } else if (j->n == 0 && j->size > COMPACT_EMPTY_BYTES) {
             if (ftruncate(j->fd, 0) == 0) {
                 j->size = 0;
                 if (j->paused) append(j, paused_line(1), strlen(paused_line(1)), "compacting");
@@ -415,9 +504,57 @@ size_t journal_pending(struct journal *j)
     return n;
 }
 
+int journal_put_approval(struct journal *j, const char *id, const char *json, int pending)
+{
+    if (!j) return 0;
+    size_t len = strlen(json);
+    char *line = malloc(len + 16);
+    if (!line) return -1;
+    int n = snprintf(line, len + 16, "{\"approval\":%s}\n", json);
+    pthread_mutex_lock(&j->mu);
+    int rc = append(j, line, (size_t)n, "recording an approval");
+    if (rc == 0)
+        appr_keep(j, id, line, pending);
+    else
+        free(line);
+    if (j->size > COMPACT_ANY_BYTES && rewrite(j) < 0) log_write_error(j, "compacting");
+    pthread_mutex_unlock(&j->mu);
+    return rc;
+}
+
+size_t journal_approvals(struct journal *j, char ***out)
+{
+    *out = NULL;
+    if (!j) return 0;
+    pthread_mutex_lock(&j->mu);
+    size_t n = 0;
+    *out = calloc(j->n_appr ? j->n_appr : 1, sizeof **out);
+    for (struct appr *a = j->appr; *out && a; a = a->next) {
+        /* The object inside {"approval":...}: the line without its wrapper and newline. */
+        size_t len = strlen(a->line);
+        const char *start = strchr(a->line, ':');
+        if (!start || len < 3) continue;
+        start++;
+        const char *end = a->line + len - 1; /* the newline */
+        while (end > start && end[-1] != '}')
+            end--;
+        if (end - 1 <= start) continue;
+        (*out)[n] = strndup(start, (size_t)(end - 1 - start));
+        if ((*out)[n]) n++;
+    }
+    pthread_mutex_unlock(&j->mu);
+    return n;
+}
+
 void journal_close(struct journal *j)
 {
     if (!j) return;
+    while (j->appr) {
+        struct appr *a = j->appr;
+        j->appr = a->next;
+        free(a->line);
+        free(a);
+    }
     while (j->head)
         entry_unlink(j, j->head);
     if (j->fd >= 0) close(j->fd);

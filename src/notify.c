@@ -581,6 +581,74 @@ static void compose_interrupted(struct msg *m, const struct report *r, const str
     if (r->deployment_id[0]) field_user(m, "Deployment", r->deployment_id, 1, NOTIFY_ONE_LINE);
 }
 
+/* "approve" or "reject" through the console, the API or Slack. */
+static void add_decider(struct msg *m, struct buf *b, const struct report *r)
+{
+    lit(m, b, " by ");
+    esc(m, b, r->approval_by[0] ? r->approval_by : "someone", NOTIFY_SUMMARY_MAX, NOTIFY_ONE_LINE);
+    if (r->approval_via[0]) {
+        lit(m, b, " (");
+        esc(m, b, r->approval_via, 16, NOTIFY_ONE_LINE);
+        lit(m, b, ")");
+    }
+}
+
+/* The images and the pusher of an approval's messages. */
+static void approval_fields(struct msg *m, const struct report *r)
+{
+    if (r->old_image[0]) field_user(m, "Running now", r->old_image, 0, NOTIFY_ONE_LINE);
+    field_new_image(m, r, "Would deploy");
+    if (r->push.pusher[0]) field_user(m, "Pushed by", r->push.pusher, 1, NOTIFY_ONE_LINE);
+    if (r->approval_id[0]) field_user(m, "Approval", r->approval_id, 1, NOTIFY_ONE_LINE);
+}
+
+static void compose_awaiting(struct msg *m, const struct report *r, const struct notify_opts *o)
+{
+    m->color = NOTIFY_COLOR_WARNING;
+    summary_ref_to_app(m, r, "Approval needed to deploy ");
+    if (r->push.pusher[0]) {
+        lit(m, &m->summary, " (pushed by ");
+        esc(m, &m->summary, r->push.pusher, NOTIFY_SUMMARY_MAX, NOTIFY_ONE_LINE);
+        lit(m, &m->summary, ")");
+    }
+    app_title(m, r, o);
+    approval_fields(m, r);
+    if (r->approval_expires[0]) field_user(m, "Expires", r->approval_expires, 1, NOTIFY_ONE_LINE);
+    lit(m, &m->text,
+        "Approve or reject with the buttons below, in the console, or with the "
+        "admin token: POST /v1/approvals/");
+    esc(m, &m->text, r->approval_id, 40, NOTIFY_ONE_LINE);
+    lit(m, &m->text, "/approve (or /reject). A newer push replaces this approval.");
+}
+
+static void compose_decided(struct msg *m, const struct report *r, const struct notify_opts *o)
+{
+    int ok = r->kind == REPORT_APPROVED;
+    m->color = ok ? NOTIFY_COLOR_GOOD : NOTIFY_COLOR_DANGER;
+    summary_ref_to_app(m, r, ok ? "Approved deploying " : "Rejected deploying ");
+    add_decider(m, &m->summary, r);
+    app_title(m, r, o);
+    approval_fields(m, r);
+    struct buf *b = field(m, ok ? "Approved by" : "Rejected by", 1);
+    if (b) {
+        esc(m, b, r->approval_by[0] ? r->approval_by : "someone", NOTIFY_FIELD_MAX,
+            NOTIFY_ONE_LINE);
+        if (r->approval_via[0]) {
+            lit(m, b, " via ");
+            esc(m, b, r->approval_via, 16, NOTIFY_ONE_LINE);
+        }
+    }
+}
+
+static void compose_expired(struct msg *m, const struct report *r, const struct notify_opts *o)
+{
+    m->color = NOTIFY_COLOR_WARNING;
+    summary_ref_to_app(m, r, "Approval expired: nobody approved deploying ");
+    app_title(m, r, o);
+    approval_fields(m, r);
+    lit(m, &m->text, "It will not deploy; push again to ask again.");
+}
+
 static void compose_pause(struct msg *m, const struct report *r)
 {
     int paused = r->kind == REPORT_PAUSED;
@@ -603,6 +671,30 @@ static int json_member(struct buf *out, const char *key, const struct buf *value
     rc |= buf_add_json_string(out, value->data ? value->data : "");
     if (!last) rc |= buf_adds(out, ",");
     return rc;
+}
+
+/* The Approve and Reject buttons (Block Kit; a Slack app's incoming webhook posts them, and a
+ * click goes to the app's interactivity URL, /v1/slack/interactions). The approval id is ours
+ * (hex), the rest literal. Mattermost ignores blocks and shows the attachment. */
+static int add_buttons(const struct msg *m, const struct report *r, struct buf *out)
+{
+    /* With blocks, Slack shows them instead of "text": the summary (already Slack text) leads. */
+    int rc = buf_adds(out, "\"blocks\":[{\"type\":\"section\",\"text\":{\"type\":\"mrkdwn\","
+                           "\"text\":");
+    rc |= buf_add_json_string(out, m->summary.data ? m->summary.data : "");
+    rc |= buf_adds(out, "}},{\"type\":\"actions\",\"block_id\":\"autodeploy_approval\","
+                        "\"elements\":[");
+    static const char *const btn[][3] = {{"approve", "Approve", "primary"},
+                                         {"reject", "Reject", "danger"}};
+    for (int i = 0; i < 2; i++) {
+        rc |= buf_printf(out,
+                         "%s{\"type\":\"button\",\"action_id\":\"%s\",\"style\":\"%s\","
+                         "\"text\":{\"type\":\"plain_text\",\"text\":\"%s\"},\"value\":",
+                         i ? "," : "", btn[i][0], btn[i][2], btn[i][1]);
+        rc |= buf_add_json_string(out, r->approval_id);
+        rc |= buf_adds(out, "}");
+    }
+    return rc | buf_adds(out, "]}],");
 }
 
 static int write_payload(const struct msg *m, const struct report *r, struct buf *out)
@@ -632,8 +724,9 @@ static int write_payload(const struct msg *m, const struct report *r, struct buf
         }
         rc |= buf_adds(out, "],");
     }
-    rc |=
-        buf_adds(out, "\"mrkdwn_in\":[\"text\"]}],\"unfurl_links\":false,\"unfurl_media\":false}");
+    rc |= buf_adds(out, "\"mrkdwn_in\":[\"text\"]}],");
+    if (r->kind == REPORT_AWAITING_APPROVAL && r->approval_id[0]) rc |= add_buttons(m, r, out);
+    rc |= buf_adds(out, "\"unfurl_links\":false,\"unfurl_media\":false}");
     return rc ? -1 : 0;
 }
 
@@ -682,6 +775,16 @@ int notify_format_slack(const struct report *r, const struct notify_opts *o, str
         break;
     case REPORT_CANCELLED:
         compose_cancelled(&m, r, o);
+        break;
+    case REPORT_AWAITING_APPROVAL:
+        compose_awaiting(&m, r, o);
+        break;
+    case REPORT_APPROVED:
+    case REPORT_REJECTED:
+        compose_decided(&m, r, o);
+        break;
+    case REPORT_APPROVAL_EXPIRED:
+        compose_expired(&m, r, o);
         break;
     default:
         goto out;

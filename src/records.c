@@ -27,7 +27,8 @@ static void copy(char *dst, size_t n, const char *src)
 /* States after which nothing more happens to a record. */
 static int is_terminal(const char *state)
 {
-    static const char *const open[] = {"queued", "updating", "locked", "deploying", "rolling_back"};
+    static const char *const open[] = {"queued",       "updating",          "locked",  "deploying",
+                                       "rolling_back", "awaiting_approval", "approved"};
     for (size_t i = 0; i < sizeof open / sizeof open[0]; i++)
         if (!strcmp(state, open[i])) return 0;
     return 1;
@@ -108,6 +109,20 @@ void record_accepted(struct deployer *d, uint64_t seq)
     pthread_mutex_unlock(&d->mu);
 }
 
+int record_approval(struct deployer *d, uint64_t seq, const struct approval *a)
+{
+    pthread_mutex_lock(&d->mu);
+    struct record *r = seq ? find(d, seq) : NULL;
+    if (r) {
+        copy(r->approval_id, sizeof r->approval_id, a->id);
+        copy(r->decided_by, sizeof r->decided_by, a->decided_by);
+        copy(r->decided_via, sizeof r->decided_via, a->decided_via);
+        r->decided_at = a->decided_ms;
+    }
+    pthread_mutex_unlock(&d->mu);
+    return r != NULL;
+}
+
 static void add_ms_time(struct buf *b, const char *key, int64_t ms)
 {
     buf_printf(b, ",\"%s\":", key);
@@ -154,6 +169,10 @@ static void record_json(const struct record *r, struct buf *b)
     add_ms_time(b, "started_at", r->started);
     add_ms_time(b, "update_started_at", r->accepted);
     add_ms_time(b, "ended_at", r->ended);
+    add_str(b, "approval_id", r->approval_id);
+    add_str(b, "decided_by", r->decided_by);
+    add_str(b, "decided_via", r->decided_via);
+    add_ms_time(b, "decided_at", r->decided_at);
     if (r->started && r->ended)
         buf_printf(b, ",\"duration_s\":%.3f", (r->ended - r->started) / 1000.0);
     buf_adds(b, "}");

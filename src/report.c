@@ -49,9 +49,10 @@ void report_clear_sinks(void)
 const char *report_kind_name(enum report_kind k)
 {
     static const char *const names[] = {
-        "pushed",      "deploying",       "deployed",     "failed",   "timed_out",
-        "rolled_back", "superseded",      "skipped",      "paused",   "resumed",
-        "interrupted", "rollback_failed", "rolling_back", "cancelled"};
+        "pushed",      "deploying",       "deployed",        "failed",    "timed_out",
+        "rolled_back", "superseded",      "skipped",         "paused",    "resumed",
+        "interrupted", "rollback_failed", "rolling_back",    "cancelled", "awaiting_approval",
+        "approved",    "rejected",        "approval_expired"};
     if ((int)k < 0 || (size_t)k >= sizeof names / sizeof names[0]) return "unknown";
     return names[k];
 }

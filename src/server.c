@@ -20,6 +20,7 @@
  */
 #include "server.h"
 
+#include "approvals_http.h"
 #include "buf.h"
 #include "follow.h"
 #include "log.h"
@@ -92,7 +93,8 @@ enum route {
     R_RECONCILE_PLAN,
     R_RECONCILE,
     R_APPS,
-    R_STATUS
+    R_STATUS,
+    R_APPROVALS
 };
 
 static const struct {
@@ -113,6 +115,7 @@ static const struct {
     {"/v1/reconcile", "POST", R_RECONCILE},
     {"/v1/apps", "GET", R_APPS},
     {"/v1/status", "GET", R_STATUS},
+    {"/v1/approvals", "GET", R_APPROVALS},
 };
 
 /* State of one webhook request while its body arrives. */
@@ -126,6 +129,7 @@ struct req {
     const struct source *src; /* another registry's webhook; NULL: the Distribution one */
     int is_plan;              /* a read of Marathon on its own thread (plan_kind says which) */
     int kind;                 /* enum plan_kind */
+    int is_approval;          /* POST /v1/approvals/{id}/... or /v1/slack/interactions */
     atomic_int plan_status;   /* 0 until the plan thread is done; then body is the answer */
     struct server *s;
     struct MHD_Connection *c;
@@ -630,6 +634,13 @@ static enum MHD_Result serve_small(struct server *s, struct MHD_Connection *c, e
         ret = respond(c, 200, "application/json", &b, NULL, NULL);
         break;
     }
+    case R_APPROVALS: /* read access as for /v1/deployments */
+        if (s->d)
+            deployer_approvals_json(s->d, &b);
+        else
+            buf_adds(&b, "{\"approvals\":[]}");
+        ret = respond(c, 200, "application/json", &b, NULL, NULL);
+        break;
     case R_PAUSE:
     case R_RESUME:
         if (admin_refused(c, &ret)) break;
@@ -652,6 +663,27 @@ static enum MHD_Result serve_small(struct server *s, struct MHD_Connection *c, e
     default:
         ret = respond_error(c, 404, "not found", NULL, NULL);
     }
+    buf_free(&b);
+    return ret;
+}
+
+/* The end of an approval request: its body is in (approvals_http.h decides the rest). */
+static enum MHD_Result serve_approval(struct server *s, struct MHD_Connection *c, const char *url,
+                                      const char *method, struct req *rq)
+{
+    struct approvals_req in = {
+        method,
+        url,
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Slack-Request-Timestamp"),
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Slack-Signature"),
+        rq->body.data ? rq->body.data : "",
+        rq->body.len};
+    struct approvals_resp out;
+    struct buf b;
+    buf_init(&b, 256 * 1024);
+    approvals_http_handle(s->d, &in, &b, &out);
+    enum MHD_Result ret = respond(c, out.status, "application/json", &b, out.hname, out.hvalue);
     buf_free(&b);
     return ret;
 }
@@ -750,6 +782,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             *upload_data_size = 0;
             return MHD_YES;
         }
+        if (rq->is_approval) return serve_approval(s, c, url, method, rq);
         if (rq->src) return source_finish(c, rq);
         struct buf resp;
         buf_init(&resp, 64 * 1024);
@@ -761,6 +794,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return ret;
     }
 
+    /* No action is taken from another site's page: before any route, approvals included. */
+    if (strcmp(method, "GET") && strcmp(method, "HEAD") && cross_site(c)) {
+        log_warn("request refused: sent from another site's page", "path", url, NULL);
+        if (strcmp(url, routes[0].path) == 0) count_webhook(403);
+        return respond_error(c, 403, "cross-site request refused", NULL, NULL);
+    }
     const char *secret = NULL;
     const struct source *src = source_of(url, &secret);
     if (src && strcmp(method, "POST") != 0) {
@@ -779,15 +818,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
 
+    if (approvals_http_path(url)) { /* its body is read, then approvals_http.h answers */
+        rq = calloc(1, sizeof *rq);
+        if (!rq) return MHD_NO;
+        buf_init(&rq->body, 64 * 1024);
+        rq->is_approval = 1;
+        *con_cls = rq;
+        return MHD_YES;
+    }
     enum route r = R_NONE;
     int path_known = 0;
     const char *allow = NULL;
     int is_head = strcmp(method, "HEAD") == 0;
-    if (!is_head && strcmp(method, "GET") != 0 && cross_site(c)) {
-        log_warn("request refused: sent from another site's page", "path", url, NULL);
-        if (strcmp(url, routes[0].path) == 0) count_webhook(403);
-        return respond_error(c, 403, "cross-site request refused", NULL, NULL);
-    }
     if (ui_owns_path(url)) return serve_ui(c, url, method);
     if (is_read_view(url, method) && !read_ok(c)) {
         /* Debug only: a console left open without its token asks every few seconds. */

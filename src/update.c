@@ -380,6 +380,7 @@ static int send(struct job *j, const struct app_view *v, const struct decision *
         if (again.action != DECIDE_DEPLOY) return not_deploying(j, v, &again);
         dec = &again;
     }
+    if (!job_approval_gate(j, v, dec)) return 0;
     note_before(j, v);
     record_job(j);
     char *body = decide_update_body(v, dec, j->p, j->deployed_at);

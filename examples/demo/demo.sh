@@ -136,11 +136,12 @@ SLACK_WEBHOOK=$SINK/services/T0DEMO/B0DEMO/demo
 
 # --- autodeployd ---------------------------------------------------------------------------
 TOKEN=demo-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+ADMIN_TOKEN=admin-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
 # Only the flags given here: nothing from the caller's AUTODEPLOY_* environment.
 for v in $(env | sed -n 's/^\(AUTODEPLOY_[A-Z_]*\)=.*/\1/p'); do unset "$v"; done
 "$AUTODEPLOYD" --listen 127.0.0.1:0 --log-format text \
     --marathon-url "$MARATHON" --marathon-ui-url "$MARATHON" \
-    --slack-webhook-url "$SLACK_WEBHOOK" --webhook-token "$TOKEN" \
+    --slack-webhook-url "$SLACK_WEBHOOK" --webhook-token "$TOKEN" --admin-token "$ADMIN_TOKEN" \
     </dev/null 2>"$TMP/autodeployd.log" >&2 &
 started autodeployd $!
 DAEMON_PID=$!
@@ -230,6 +231,14 @@ push v2 demo/worker:latest "the same tag, other content: redeploys with a fresh 
     expect_deploy /demo/worker "$REGISTRY/demo/worker:latest"
 WORKER_DIGEST=$DIGEST
 
+if push v1 demo/billing:release-1 "/demo/billing has autodeploy.approve=true: it waits for a person"; then
+    if "$PYTHON" "$CTL" approve "$AUTODEPLOY" "$ADMIN_TOKEN" /demo/billing "$DIGEST" "$(left 20)"; then
+        expect_deploy /demo/billing "$REGISTRY/demo/billing:release-1"
+    else
+        failed=1
+    fi
+fi
+
 echo
 say "Marathon apps now:"
 "$PYTHON" "$CTL" apps "$MARATHON" || failed=1
@@ -240,7 +249,8 @@ if [ $scripted -eq 1 ]; then
         "/demo/web=$REGISTRY/demo/web:main-1a2b3c@$WEB_DIGEST" \
         "/demo/api=$REGISTRY/demo/api:1.3.0" \
         "/demo/api!=$REGISTRY/demo/api:2.0.0" \
-        "/demo/worker=$REGISTRY/demo/worker:latest@$WORKER_DIGEST" || failed=1
+        "/demo/worker=$REGISTRY/demo/worker:latest@$WORKER_DIGEST" \
+        "/demo/billing=$REGISTRY/demo/billing:release-1" || failed=1
     # The picture of the console after the demo (test_demo.py asks for it).
     if [ -n "${DEMO_CONSOLE_SHOT:-}" ]; then
         # Debian's python3-selenium belongs to Debian's Python, whatever python3 comes first.
@@ -277,6 +287,11 @@ cat <<EOF
 
   # replay a registry notification without the registry (demo/web:main-5e6f7a):
   curl -sS -H 'Authorization: Bearer $TOKEN' -H 'Content-Type: application/vnd.docker.distribution.events.v1+json' --data-binary @$TMP/push-event.json $AUTODEPLOY/v1/webhooks/registry
+
+  # a release of the billing app (autodeploy.approve=true): it waits for approval, then
+  skopeo --insecure-policy copy --dest-tls-verify=false oci:$LAYOUT:v2 docker://$REGISTRY/demo/billing:release-2
+  curl -sS $AUTODEPLOY/v1/approvals
+  curl -sS -X POST -H 'Authorization: Bearer $ADMIN_TOKEN' $AUTODEPLOY/v1/approvals/<id>/approve
 
   # what would a push deploy, and what happened:
   curl -sS '$AUTODEPLOY/v1/plan?image=$REGISTRY/demo/api:1.4.0'

@@ -10,6 +10,7 @@ time-out, 2 on a usage error.
   democtl.py wait-deploy AUTODEPLOY_URL MARATHON_URL APP IMAGE DIGEST TIMEOUT
   democtl.py wait-refused AUTODEPLOY_URL MARATHON_URL APP REGISTRY REPOSITORY TAG TIMEOUT
   democtl.py settle-slack AUTODEPLOY_URL SINK_URL TIMEOUT
+  democtl.py approve AUTODEPLOY_URL ADMIN_TOKEN APP DIGEST TIMEOUT
   democtl.py summary AUTODEPLOY_URL MARATHON_URL SINK_URL CHECK...
 
 A CHECK is APP=IMAGE[@DIGEST] (the app runs IMAGE, and with DIGEST its autodeploy.digest label
@@ -244,6 +245,38 @@ def cmd_settle_slack(autodeploy, sink, timeout):
     return 0
 
 
+def cmd_approve(autodeploy, token, app_id, digest, timeout):
+    """Waits for the pending approval of DIGEST for APP (label autodeploy.approve=true), shows
+    it, and approves it through the API with the admin token, as a person would."""
+    def pending():
+        j = try_json(autodeploy + "/v1/approvals")
+        for a in (j or {}).get("approvals", []):
+            if a.get("app") == app_id and a.get("digest") == digest and a.get("state") == "pending":
+                return a
+        return None
+    a = poll(pending, float(timeout))
+    if not a:
+        print("  %s: no pending approval for %s after %ss" % (app_id, short(digest), timeout))
+        return 1
+    print("  %s waits for approval %s (until %s):" % (app_id, a["id"], a["expires_at"]))
+    print("    %s -> %s, pushed by %s" % (a.get("old_image"), a.get("image"), a.get("pusher") or "-"))
+    url = "%s/v1/approvals/%s/approve" % (autodeploy, a["id"])
+    print("  approving through the API:")
+    print("    curl -sS -X POST -H 'Authorization: Bearer <admin token>' -d '{\"by\":\"demo\"}' %s" % url)
+    req = urllib.request.Request(url, data=json.dumps({"by": "demo", "via": "api"}).encode(),
+                                 method="POST", headers={"Authorization": "Bearer " + token,
+                                                         "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            got = json.load(r)
+    except (OSError, ValueError) as ex:
+        print("  approval failed: %s" % ex)
+        return 1
+    print("    -> %s by %s via %s at %s" % (got.get("state"), got.get("decided_by"),
+                                           got.get("decided_via"), got.get("decided_at")))
+    return 0 if got.get("state") == "approved" else 1
+
+
 def cmd_summary(autodeploy, marathon, sink, checks):
     ok = 0
     for check in checks:
@@ -280,7 +313,7 @@ def main(argv):
         "free-port": (cmd_free_port, 0), "layout": (cmd_layout, 1),
         "replay-event": (cmd_replay_event, 4), "apps": (cmd_apps, 1),
         "wait-deploy": (cmd_wait_deploy, 6), "wait-refused": (cmd_wait_refused, 7),
-        "settle-slack": (cmd_settle_slack, 3),
+        "settle-slack": (cmd_settle_slack, 3), "approve": (cmd_approve, 5),
     }
     if len(argv) >= 5 and argv[0] == "summary":
         return cmd_summary(argv[1], argv[2], argv[3], argv[4:])

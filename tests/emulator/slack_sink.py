@@ -24,6 +24,9 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime as _dt
+import hashlib
+import hmac
+import http.client
 import json
 import os
 import signal
@@ -76,6 +79,55 @@ class SlackSink(httpbase.Owner):
             spec["seconds"] = float(seconds)
         self._add_failure(spec)
         return spec
+
+    # ------------------------------------------------------------ interactivity (buttons)
+    @staticmethod
+    def interaction_body(approval_id, action="approve", user="alice", username=None, user_id="U0001"):
+        """The form body Slack POSTs when a button of an approval message is clicked
+        (block_actions; api.slack.com/reference/interaction-payloads/block-actions)."""
+        payload = {
+            "type": "block_actions",
+            "user": {"id": user_id, "username": username or user, "name": user, "team_id": "T000"},
+            "api_app_id": "A000",
+            "container": {"type": "message", "message_ts": "1700000000.000100"},
+            "trigger_id": "1.2.3",
+            "team": {"id": "T000", "domain": "example"},
+            "response_url": "https://hooks.slack.com/actions/T000/1/xyz",
+            "actions": [{"action_id": action, "block_id": "autodeploy_approval",
+                         "value": approval_id, "type": "button",
+                         "action_ts": "1700000000.000200"}],
+        }
+        return urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
+
+    @staticmethod
+    def sign(secret, timestamp, body):
+        """X-Slack-Signature: v0= hex HMAC-SHA256(secret, "v0:" + timestamp + ":" + body)."""
+        base = b"v0:" + str(timestamp).encode() + b":" + body
+        return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+
+    def interact(self, url, secret, approval_id, action="approve", user="alice", timestamp=None,
+                 signature=None, body=None, headers=None):
+        """Sends a signed interaction request to url (http://host:port/v1/slack/interactions), as
+        Slack does for a button click. timestamp: Unix seconds (default now; pass an old one
+        for a stale request); signature: a given one (a bad signature); body: a given one (a
+        replay passes the same body, timestamp and signature again). Returns (status, body,
+        sent) where sent = {"body","timestamp","signature"} for replaying."""
+        body = body if body is not None else self.interaction_body(approval_id, action, user)
+        ts = str(int(time.time()) if timestamp is None else int(timestamp))
+        sig = signature if signature is not None else self.sign(secret, ts, body)
+        h = {"Content-Type": "application/x-www-form-urlencoded", "User-Agent": "Slackbot 1.0",
+             "X-Slack-Request-Timestamp": ts, "X-Slack-Signature": sig}
+        h.update(headers or {})
+        u = urllib.parse.urlsplit(url)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+        try:
+            conn.request("POST", u.path, body=body, headers=h)
+            r = conn.getresponse()
+            data = r.read()
+        finally:
+            conn.close()
+        self.log("interaction %s %s -> %d" % (action, approval_id, r.status))
+        return r.status, data, {"body": body, "timestamp": ts, "signature": sig}
 
     def _add_failure(self, spec):
         mode = spec.get("mode")

@@ -2,7 +2,7 @@
  * fuzz_journal.c: libFuzzer target for the state file's loader. The file is the daemon's own,
  * but a crash can cut it anywhere and a disk can hand back anything: whatever it holds, opening
  * it must not crash, every push it returns must pass the reference grammar, and what it writes
- * back (the compacted file) must load to the same pushes.
+ * back (the compacted file) must load to the same pushes and approvals.
  */
 #include "journal.h"
 #include "log.h"
@@ -41,9 +41,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct journal *j = journal_open(path, &a, &na, &pa, err, sizeof err);
     if (!j) abort(); /* a regular file we can write: always opens */
     check(a, na);
+    char **la = NULL, **lb = NULL;
+    size_t nla = journal_approvals(j, &la);
     journal_close(j);
     j = journal_open(path, &b, &nb, &pb, err, sizeof err);
     if (!j || nb != na || pb != pa) abort();
+    /* Approval lines come back the same after the compaction. */
+    size_t nlb = journal_approvals(j, &lb);
+    if (nla != nlb) abort();
+    for (size_t i = 0; i < nla; i++) {
+        if (strcmp(la[i], lb[i]) != 0) abort();
+        free(la[i]);
+        free(lb[i]);
+    }
+    free(la);
+    free(lb);
     for (size_t i = 0; i < na; i++)
         if (a[i].jid != b[i].jid || strcmp(a[i].tag, b[i].tag) || strcmp(a[i].digest, b[i].digest))
             abort();

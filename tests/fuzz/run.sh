@@ -17,7 +17,9 @@ for bin in "$@"; do
         printf '{"apps":[{"id":"/a","labels":{"autodeploy":"x:*"},"container":{"docker":{"image":"r/x:1"}}}]}' >"$corpus/seed1" ;;
     fuzz_journal) printf '%s\n%s\n%s\n' \
             '{"id":3,"push":{"event_id":"e","timestamp":"2026-11-25T10:00:00Z","timestamp_ns":1,"host":"registry.example.com:5000","repository":"strava/foo","tag":"master-1","digest":"sha256:0a8f49daa4bed3dedfe82c8acaae7d39486b2dae264c0dbf63cae52d59e5c9e2","media_type":"","pusher":"alice"}}' \
-            '{"paused":true}' '{"done":2}' >"$corpus/seed1" ;;
+            '{"paused":true}' '{"done":2}' >"$corpus/seed1"
+        printf '%s\n' '{"approval":{"id":"00112233445566778899aabbccddeeff","app":"/prod/api","state":"pending","expires_at":"2026-12-02T05:00:00.000Z"}}' >"$corpus/seed2" ;;
+    fuzz_slackact) printf '%s' 'payload=%7B%22type%22%3A%22block_actions%22%2C%22user%22%3A%7B%22name%22%3A%22a%22%7D%2C%22actions%22%3A%5B%7B%22action_id%22%3A%22approve%22%2C%22value%22%3A%22x%22%7D%5D%7D' >"$corpus/seed1" ;;
     fuzz_sse) printf 'event: deployment_success\r\ndata: {"id":"x"}\r\n\r\n\r\n' >"$corpus/seed1" ;;
     fuzz_regauth)
         printf '%s' 'Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/nginx:pull"' >"$corpus/seed1"

@@ -24,7 +24,7 @@ ADMIN = "console-admin-token-9c1e"
 # What an app carries to have its deployments wait for an approval (the approvals half of
 # issue #15); the approval test below uses it.
 APPROVAL_LABELS = {"autodeploy.approve": "true"}
-# Until the approvals API is merged, GET /v1/approvals answers 404 and the page says so; the
+# A daemon without the approvals API (an older one) answers 404 and the page says so; the
 # browser logs that 404 as an error, which the console-error checks then leave out.
 APPROVALS_404 = "/v1/approvals - Failed to load resource: the server responded with a status of 404"
 
@@ -345,16 +345,14 @@ def test_page_asks_for_the_token_and_acts_with_the_admin_token(daemon, marathon,
 def test_an_approval_clicked_in_the_page_deploys_the_app(daemon, marathon, browser, tmp_path):
     emu = marathon([app("/console/gated", IMG, labels=APPROVAL_LABELS)])
     d = start_daemon(daemon, emu, "--admin-token", ADMIN)
-    if approvals_missing(d):
-        pytest.skip("the approvals API is missing: GET /v1/approvals answers 404 "
-                    "(it comes with the approvals half of issue #15; the merge removes this skip)")
+    assert not approvals_missing(d), "GET /v1/approvals must answer"
     d.post_event(push(tag="master-2", pusher="dave")[0])
 
     def pending():
         items = d.request("GET", "/v1/approvals").json()["approvals"]
         return [a for a in items if a["app"] == "/console/gated" and a["state"] == "pending"]
     approval = wait_for(pending, what="a pending approval")[0]
-    assert app_state(emu, "/console/gated")["container"]["docker"]["image"] == IMG  # waits for us
+    assert app_state(emu, "/console/gated")["definition"]["container"]["docker"]["image"] == IMG  # waits for us
 
     open_console(browser, d)
     browser.find_element(By.ID, "token").send_keys(ADMIN)
@@ -369,7 +367,7 @@ def test_an_approval_clicked_in_the_page_deploys_the_app(daemon, marathon, brows
 
     rec = wait_records(d, "/console/gated")[0]
     assert rec["state"] == "succeeded", rec
-    assert app_state(emu, "/console/gated")["container"]["docker"]["image"].endswith("foo-service:master-2")
+    assert app_state(emu, "/console/gated")["definition"]["container"]["docker"]["image"].endswith("foo-service:master-2")
     done = [a for a in d.request("GET", "/v1/approvals").json()["approvals"] if a["id"] == approval["id"]][0]
     assert done["state"] == "approved" and done["decided_by"] == "erin" and done["decided_via"] == "console"
     wait_dom(browser, lambda x: deployment_row(x, "/console/gated", "succeeded"), what="the deployment in the page")

@@ -1,6 +1,6 @@
 """The one-command demo, scripted: examples/demo/demo.sh --scripted starts the real registry, the
 Marathon emulator, the Slack sink and autodeployd on loopback, pushes images with skopeo and
-checks where they landed. Asserts that it succeeds in bounded time, that every app got its
+checks where they landed (one app waits for approval, which the demo gives through the API). Asserts that it succeeds in bounded time, that every app got its
 image (and the semver app refused the new major), that Slack messages went out, and that
 nothing it started is left running or listening.
 """
@@ -53,7 +53,7 @@ def test_demo_scripted_deploys_every_app_and_leaves_nothing_behind(tmp_path):
     for app, expected, actual, result in results:
         assert result == "ok", out
         by_app.setdefault(app, []).append((expected, actual))
-    assert set(by_app) == {"/demo/web", "/demo/api", "/demo/worker"}, out
+    assert set(by_app) == {"/demo/web", "/demo/api", "/demo/worker", "/demo/billing"}, out
     registry = re.search(r"^DEMO ports .*registry=(\d+)", r.stdout, re.M).group(1)
     host = f"127.0.0.1:{registry}"
     # Each app runs the pushed image: the glob and semver apps moved to the new tag, the
@@ -65,11 +65,16 @@ def test_demo_scripted_deploys_every_app_and_leaves_nothing_behind(tmp_path):
     assert api[f"not:{host}/demo/api:2.0.0"] == f"{host}/demo/api:1.3.0"
     (wk_exp, wk_act), = by_app["/demo/worker"]
     assert wk_act.startswith(f"{host}/demo/worker:latest@sha256:") and wk_act == wk_exp
-    assert re.search(r"^DEMO RESULT ok 4/4 checks passed$", r.stdout, re.M), out
     assert re.search(r"^  console       http://127\.0\.0\.1:\d+/  \(the web console", r.stdout, re.M), out
     with open(shot, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n", "no console screenshot"
-    assert re.search(r"^DEMO deployments succeeded=4$", r.stdout, re.M), out
+    # The approval app deployed only once the demo approved it through the API.
+    (bl_exp, bl_act), = by_app["/demo/billing"]
+    assert bl_act == bl_exp == f"{host}/demo/billing:release-1"
+    assert re.search(r"^    -> approved by demo via api at ", r.stdout, re.M), out
+    assert "Approval needed to deploy demo/billing:release-1 to /demo/billing" in r.stdout
+    assert re.search(r"^DEMO RESULT ok 5/5 checks passed$", r.stdout, re.M), out
+    assert re.search(r"^DEMO deployments succeeded=5$", r.stdout, re.M), out
 
     # Slack: the sink printed the messages and answered each one.
     m = re.search(r"^DEMO slack messages=(\d+) answered_200=(\d+)$", r.stdout, re.M)

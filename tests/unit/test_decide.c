@@ -1673,9 +1673,46 @@ static void test_no_digest(void)
     cJSON_Delete(app);
 }
 
+/* --- approval labels ------------------------------------------------------------------------ */
+
+static void test_approve_labels(void)
+{
+    static const struct {
+        const char *labels;
+        int approve;
+        long want; /* ms, -1: refused */
+    } cases[] = {
+        {"{}", 0, 3600000},
+        {"{\"autodeploy.approve\":\"true\"}", 1, 3600000},
+        {"{\"autodeploy.approve\":\"yes\",\"autodeploy.approve-timeout\":\"30m\"}", 1, 1800000},
+        {"{\"autodeploy.approve\":\"false\",\"autodeploy.approve-timeout\":\"1s\"}", 0, 1000},
+        {"{\"autodeploy.approve\":\"1\",\"autodeploy.approve-timeout\":\"90\"}", 1, 90000},
+        {"{\"autodeploy.approve\":\"TRUE\"}", 0, 3600000},
+        {"{\"autodeploy.approve-timeout\":\"500ms\"}", 0, -1},
+        {"{\"autodeploy.approve-timeout\":\"8d\"}", 0, -1},
+        {"{\"autodeploy.approve-timeout\":\"soon\"}", 0, -1},
+        {"{\"autodeploy.approve-timeout\":\"\"}", 0, -1},
+        {"{\"autodeploy.approve-timeout\":5}", 0, 3600000},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char doc[512], why[DECIDE_REASON_MAX] = "";
+        snprintf(doc, sizeof doc, "{\"id\":\"/prod/api\",\"labels\":%s}", cases[i].labels);
+        cJSON *app = cJSON_Parse(doc);
+        struct app_view v;
+        decide_app_view(app, "autodeploy", &v);
+        CHECK(v.approve == cases[i].approve, "approve label, case %zu", i);
+        long ms = decide_approve_timeout(&v, 3600000, why, sizeof why);
+        CHECK(ms == cases[i].want, "approve-timeout case %zu: got %ld", i, ms);
+        if (ms < 0)
+            CHECK(strstr(why, "autodeploy.approve-timeout") != NULL, "the reason names the label");
+        cJSON_Delete(app);
+    }
+}
+
 int main(void)
 {
     test_reconcile();
+    test_approve_labels();
     test_app_view();
     test_is_true();
     test_app_id();

@@ -6,12 +6,14 @@
  * at set times. Every scenario of a minute of Marathon time runs in microseconds.
  */
 #include "deploy.h"
+#include "journal.h"
 #include "log.h"
 #include "report.h"
 #include "testlib.h"
 
 #include <cjson/cJSON.h>
 #include <stdarg.h>
+#include <unistd.h>
 
 #define MAXDEP 16
 #define MAXLOG 256
@@ -65,6 +67,7 @@ static struct {
     enum report_kind kind;
     int64_t at;
     char reason[REPORT_TEXT_MAX];
+    char approval_id[40], by[128], via[16];
 } reps[MAXREP];
 static int nreps;
 
@@ -75,6 +78,9 @@ static void sink(const struct report *r, void *ctx)
         reps[nreps].kind = r->kind;
         reps[nreps].at = F.now;
         snprintf(reps[nreps].reason, sizeof reps[nreps].reason, "%s", r->reason);
+        snprintf(reps[nreps].approval_id, sizeof reps[0].approval_id, "%s", r->approval_id);
+        snprintf(reps[nreps].by, sizeof reps[0].by, "%s", r->approval_by);
+        snprintf(reps[nreps].via, sizeof reps[0].via, "%s", r->approval_via);
         nreps++;
     }
 }
@@ -1081,6 +1087,243 @@ static void semver_lost_answer_is_followed(void)
     deployer_free(d);
 }
 
+/* ---------------------------------------------------------------- approvals */
+
+/* Field k of the newest record (or of approval i of GET /v1/approvals when approvals). */
+static const char *field_of(struct deployer *d, int approvals, int i, const char *k)
+{
+    static char s[256];
+    struct buf b;
+    buf_init(&b, 1 << 20);
+    if (approvals)
+        deployer_approvals_json(d, &b);
+    else
+        deployer_records_json(d, &b);
+    cJSON *j = cJSON_Parse(b.data);
+    buf_free(&b);
+    const cJSON *r = cJSON_GetArrayItem(
+        cJSON_GetObjectItemCaseSensitive(j, approvals ? "approvals" : "deployments"), i);
+    const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, k));
+    snprintf(s, sizeof s, "%s", v ? v : "(null)");
+    cJSON_Delete(j);
+    return s;
+}
+
+static int decide(struct deployer *d, const char *id, int approve, const char *by, const char *via)
+{
+    struct buf b;
+    buf_init(&b, 1 << 16);
+    int st = deployer_approval_decide(d, id, approve, by, via, &b);
+    buf_free(&b);
+    return st;
+}
+
+static void approval_gated(const char *timeout)
+{
+    setup(M1, "strava/foo:master-*", 1);
+    set_label_now("autodeploy.approve", "true");
+    if (timeout) set_label_now("autodeploy.approve-timeout", timeout);
+}
+
+static void approval_approved_deploys_once(void)
+{
+    approval_gated(NULL);
+    struct deployer *d = make("--poll-interval 1s");
+    struct push p = mkpush("strava/foo", "master-2", 'b', NULL);
+    run(d, &p, 1);
+    CHECK_STR(state_of(d), "awaiting_approval", "a push to an approval app waits");
+    CHECK(count("PATCH", "/") == 0, "nothing is written before approval");
+    CHECK_STR(kinds(), "awaiting_approval", "the channel is asked");
+    char id[40];
+    snprintf(id, sizeof id, "%s", field_of(d, 1, 0, "id"));
+    CHECK(strlen(id) == 32 && !strcmp(reps[0].approval_id, id), "the report carries the id %s", id);
+    CHECK_STR(field_of(d, 1, 0, "state"), "pending", "listed as pending");
+    CHECK_STR(field_of(d, 1, 0, "image"), M2, "the image that would deploy");
+    CHECK_STR(field_of(d, 1, 0, "old_image"), M1, "the image it runs");
+    CHECK_STR(field_of(d, 0, 0, "approval_id"), id, "the record names the approval");
+    CHECK(decide(d, id, 1, "alice", "api") == 200, "approved through the API");
+    CHECK(decide(d, id, 1, "bob", "slack") == 409, "a second approval is refused");
+    deployer_run_queued(d);
+    CHECK(count("PATCH", "/") == 1, "the approved push deployed once (PATCHes: %d)",
+          count("PATCH", "/"));
+    CHECK(!strcmp(app_image(), M2), "the app runs it");
+    CHECK_STR(state_of(d), "succeeded", "the same record goes on to success");
+    CHECK_STR(field_of(d, 0, 0, "decided_by"), "alice", "who approved is recorded");
+    CHECK_STR(field_of(d, 0, 0, "decided_via"), "api", "and through which path");
+    CHECK_STR(kinds(), "awaiting_approval,approved,deploying,deployed", "the channel's story");
+    int k = find_rep(REPORT_APPROVED);
+    CHECK(k >= 0 && !strcmp(reps[k].by, "alice") && !strcmp(reps[k].via, "api"),
+          "the approval message names alice and the API");
+    deployer_run_queued(d);
+    CHECK(count("PATCH", "/") == 1, "nothing more runs");
+    deployer_free(d);
+}
+
+static void approval_rejected(void)
+{
+    approval_gated(NULL);
+    struct deployer *d = make("");
+    struct push p = mkpush("strava/foo", "master-2", 'b', NULL);
+    run(d, &p, 1);
+    char id[40];
+    snprintf(id, sizeof id, "%s", field_of(d, 1, 0, "id"));
+    CHECK(decide(d, id, 0, "carol", "console") == 200, "rejected through the console");
+    CHECK(decide(d, id, 1, "carol", "console") == 409, "then it cannot be approved");
+    deployer_run_queued(d);
+    CHECK(count("PATCH", "/") == 0 && !strcmp(app_image(), M1), "nothing deployed");
+    CHECK_STR(state_of(d), "rejected", "recorded rejected");
+    CHECK_STR(field_of(d, 0, 0, "decided_via"), "console", "through the console");
+    CHECK_STR(kinds(), "awaiting_approval,rejected", "the channel hears of it");
+    deployer_free(d);
+}
+
+static void approval_superseded(void)
+{
+    approval_gated(NULL);
+    struct deployer *d = make("");
+    struct push p2 = mkpush("strava/foo", "master-2", 'b', NULL);
+    struct push p3 = mkpush("strava/foo", "master-3", 'c', NULL);
+    run(d, &p2, 1);
+    char old[40], nw[40];
+    snprintf(old, sizeof old, "%s", field_of(d, 1, 0, "id"));
+    run(d, &p2, 1); /* a re-delivery waits on the same approval */
+    CHECK_STR(field_of(d, 1, 0, "id"), old, "the same push again asks nothing new");
+    run(d, &p3, 1);
+    snprintf(nw, sizeof nw, "%s", field_of(d, 1, 0, "id"));
+    CHECK(strcmp(old, nw) != 0, "a newer push asks again");
+    CHECK_STR(field_of(d, 1, 1, "state"), "superseded", "the old approval is superseded");
+    int k = find_rep(REPORT_SUPERSEDED);
+    CHECK(k >= 0 && !strcmp(reps[k].approval_id, old) && strstr(reps[k].reason, "master-3"),
+          "the channel hears the old one was replaced: %s", k >= 0 ? reps[k].reason : "-");
+    CHECK(decide(d, old, 1, "mallory", "slack") == 409, "the old button cannot approve");
+    deployer_run_queued(d);
+    CHECK(count("PATCH", "/") == 0, "nothing nobody approved deploys");
+    CHECK(decide(d, nw, 1, "alice", "slack") == 200, "the new one can");
+    deployer_run_queued(d);
+    CHECK(count("PATCH", "/") == 1 && strstr(app_image(), "master-3"), "master-3 deploys: %s",
+          app_image());
+    deployer_free(d);
+}
+
+static void approval_expires(void)
+{
+    approval_gated("30s");
+    struct deployer *d = make("");
+    struct push p = mkpush("strava/foo", "master-2", 'b', NULL);
+    run(d, &p, 1);
+    char id[40];
+    snprintf(id, sizeof id, "%s", field_of(d, 1, 0, "id"));
+    F.now += 29000;
+    deployer_approvals_tick(d);
+    CHECK_STR(field_of(d, 1, 0, "state"), "pending", "still pending before its time-out");
+    F.now += 1500;
+    deployer_approvals_tick(d);
+    CHECK_STR(field_of(d, 1, 0, "state"), "expired", "expired after 30 s");
+    CHECK_STR(state_of(d), "expired", "the record says so");
+    CHECK_STR(kinds(), "awaiting_approval,approval_expired", "and the channel");
+    CHECK(decide(d, id, 1, "late", "api") == 409, "too late to approve");
+    deployer_run_queued(d);
+    CHECK(count("PATCH", "/") == 0, "nothing deployed");
+    deployer_free(d);
+}
+
+static void approval_label_invalid_timeout(void)
+{
+    approval_gated("soon");
+    struct deployer *d = make("");
+    struct push p = mkpush("strava/foo", "master-2", 'b', NULL);
+    run(d, &p, 1);
+    CHECK_STR(state_of(d), "skipped", "an unreadable time-out fails closed");
+    CHECK(count("PATCH", "/") == 0, "nothing deployed");
+    deployer_free(d);
+}
+
+/* An approved push replayed after a restart is matched against every app again: another
+ * approval app asks for its own approval instead of taking the push as approved (or
+ * skipping it). */
+static void approval_of_another_app(void)
+{
+    approval_gated(NULL);
+    struct deployer *d = make("");
+    struct push p = mkpush("strava/foo", "master-2", 'b', NULL);
+    snprintf(p.approval, sizeof p.approval, "0123456789abcdef0123456789abcdef");
+    run(d, &p, 1);
+    CHECK_STR(state_of(d), "awaiting_approval", "another app's approval lets nothing by");
+    CHECK(count("PATCH", "/") == 0, "nothing deployed");
+    CHECK(strcmp(field_of(d, 1, 0, "id"), p.approval) != 0, "a new approval of its own");
+    deployer_free(d);
+}
+
+/* Pending and approved approvals survive a restart with the state file; expiry after the
+ * restart counts from the stored time. */
+static void approval_survives_restart(void)
+{
+    char dir[] = "/tmp/autodeploy-approvals-XXXXXX", path[64];
+    if (!mkdtemp(dir)) return;
+    snprintf(path, sizeof path, "%s/state", dir);
+    struct push *pending;
+    size_t n;
+    int paused;
+    char err[256];
+    approval_gated("60s");
+    struct journal *j = journal_open(path, &pending, &n, &paused, err, sizeof err);
+    struct deployer *d = make("");
+    deployer_set_journal(d, j);
+    struct push p2 = mkpush("strava/foo", "master-2", 'b', NULL);
+    run(d, &p2, 1);
+    char id[40];
+    snprintf(id, sizeof id, "%s", field_of(d, 1, 0, "id"));
+    deployer_free(d);
+    journal_close(j);
+
+    j = journal_open(path, &pending, &n, &paused, err, sizeof err);
+    CHECK(j && n == 0, "no push to replay: the approval holds it (%zu)", n);
+    free(pending);
+    d = make("");
+    deployer_set_journal(d, j);
+    CHECK_STR(field_of(d, 1, 0, "id"), id, "the pending approval is back");
+    CHECK_STR(field_of(d, 1, 0, "state"), "pending", "still pending");
+    CHECK_STR(state_of(d), "awaiting_approval", "and its record waits");
+    CHECK(decide(d, id, 1, "alice", "console") == 200, "approved after the restart");
+    deployer_free(d); /* stopped before its job ran */
+    journal_close(j);
+
+    j = journal_open(path, &pending, &n, &paused, err, sizeof err);
+    CHECK(j && n == 1 && !strcmp(pending[0].approval, id),
+          "the approved push is replayed with its approval (%zu)", n);
+    d = make("");
+    deployer_set_journal(d, j);
+    CHECK_STR(field_of(d, 1, 0, "state"), "approved", "the decision is kept");
+    if (n == 1) run(d, &pending[0], 1);
+    CHECK(count("PATCH", "/") == 1 && !strcmp(app_image(), M2), "and deploys after the restart");
+    CHECK_STR(state_of(d), "succeeded", "to success");
+    free(pending);
+    deployer_free(d);
+    journal_close(j);
+
+    /* Another pending one, restarted, then expired on time. */
+    struct push p3 = mkpush("strava/foo", "master-3", 'c', NULL);
+    j = journal_open(path, &pending, &n, &paused, err, sizeof err);
+    free(pending);
+    d = make("");
+    deployer_set_journal(d, j);
+    run(d, &p3, 1);
+    deployer_free(d);
+    journal_close(j);
+    j = journal_open(path, &pending, &n, &paused, err, sizeof err);
+    free(pending);
+    d = make("");
+    deployer_set_journal(d, j);
+    CHECK_STR(field_of(d, 1, 0, "state"), "pending", "pending after the restart");
+    F.now += 61000;
+    deployer_approvals_tick(d);
+    CHECK_STR(field_of(d, 1, 0, "state"), "expired", "expires after the restart on time");
+    deployer_free(d);
+    journal_close(j);
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     log_setup(LOG_ERROR, LOG_FORMAT_JSON);
@@ -1112,6 +1355,13 @@ int main(void)
     mutable_tag_rollback_pins_old_digest();
     rollback_target_is_what_ran_before_the_update();
     semver_lost_answer_is_followed();
+    approval_approved_deploys_once();
+    approval_rejected();
+    approval_superseded();
+    approval_expires();
+    approval_label_invalid_timeout();
+    approval_of_another_app();
+    approval_survives_restart();
     setup(M1, "x", 1); /* frees the model */
     cJSON_Delete(F.app);
     cJSON_Delete(F.tasks);

@@ -182,6 +182,50 @@ static void test_compaction_when_idle(void)
     journal_close(j);
 }
 
+/* Approvals: the last line per id wins across a restart and through compaction, and an
+ * approved push carries its approval id. */
+static void test_approvals_survive(void)
+{
+    unlink(path);
+    struct push *pending;
+    size_t n;
+    int paused;
+    struct journal *j = reopen(&pending, &n, &paused);
+    CHECK(journal_put_approval(j, "aaaa", "{\"id\":\"aaaa\",\"state\":\"pending\"}", 1) == 0,
+          "an approval is written");
+    journal_put_approval(j, "bbbb", "{\"id\":\"bbbb\",\"state\":\"pending\"}", 1);
+    journal_put_approval(j, "aaaa", "{\"id\":\"aaaa\",\"state\":\"approved\",\"by\":\"x\"}", 1);
+    struct push p = mk("approved-1", 'c');
+    snprintf(p.approval, sizeof p.approval, "aaaa");
+    journal_add(j, &p);
+    journal_close(j);
+    append_raw("{\"approval\":{\"id\":\"dddd\",\"state\":\"pending\",\"by\":\"a\\u0000b\"}}\n");
+    append_raw("{\"approval\":{\"id\":\"cccc\",\"state\":\"pend"); /* torn by a crash */
+    j = reopen(&pending, &n, &paused);
+    char **lines;
+    size_t k = journal_approvals(j, &lines);
+    CHECK(k == 2, "two approvals, the torn one and the one with a NUL skipped (got %zu)", k);
+    CHECK(k == 2 && !strcmp(lines[0], "{\"id\":\"bbbb\",\"state\":\"pending\"}") &&
+              !strcmp(lines[1], "{\"id\":\"aaaa\",\"state\":\"approved\",\"by\":\"x\"}"),
+          "the latest line of each, oldest first: %s / %s", k ? lines[0] : "-",
+          k > 1 ? lines[1] : "-");
+    for (size_t i = 0; i < k; i++)
+        free(lines[i]);
+    free(lines);
+    CHECK(n == 1 && !strcmp(pending[0].approval, "aaaa"), "the approved push keeps its approval");
+    free(pending);
+    journal_close(j);
+    /* Reopened again: the compaction at open kept them. */
+    j = reopen(&pending, &n, &paused);
+    k = journal_approvals(j, &lines);
+    CHECK(k == 2, "kept through the compaction at open (got %zu)", k);
+    for (size_t i = 0; i < k; i++)
+        free(lines[i]);
+    free(lines);
+    free(pending);
+    journal_close(j);
+}
+
 static int fail_hook(struct push *p, void *ctx)
 {
     (void)p;
@@ -300,6 +344,7 @@ int main(void)
     test_torn_and_bad_lines_are_skipped();
     test_compaction_when_idle();
     test_queue_hooks();
+    test_approvals_survive();
     test_unwritable_path();
     test_symlink_is_kept();
     test_push_without_digest();

@@ -805,8 +805,63 @@ static void test_durations(void)
     }
 }
 
+/* Approval messages: what would deploy and how to approve, with buttons carrying the id; the
+ * decider's name escaped (it comes from Slack or the API caller). */
+static void test_approvals(void)
+{
+    struct report r = base(REPORT_AWAITING_APPROVAL);
+    snprintf(r.approval_id, sizeof r.approval_id, "00112233445566778899aabbccddeeff");
+    snprintf(r.approval_expires, sizeof r.approval_expires, "2026-12-02T05:00:00.000Z");
+    cJSON *j = format(&r, NULL);
+    CHECK(j != NULL, "awaiting: valid payload");
+    const char *text = str_member(j, "text");
+    CHECK(text && strstr(text, "Approval needed") && strstr(text, "/svc/foo") &&
+              strstr(text, "alice"),
+          "awaiting summary: %s", text ? text : "-");
+    CHECK_EQ(field_value(j, "Running now"), OLD_IMAGE, "old image");
+    CHECK_EQ(field_value(j, "Would deploy"), NEW_IMAGE, "new image");
+    CHECK_EQ(field_value(j, "Approval"), "00112233445566778899aabbccddeeff", "approval id");
+    const cJSON *a = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "attachments"), 0);
+    const char *how = str_member(a, "text");
+    CHECK(how && strstr(how, "POST /v1/approvals/00112233445566778899aabbccddeeff/approve"),
+          "how to approve through the API: %s", how ? how : "-");
+    const cJSON *blocks = cJSON_GetObjectItemCaseSensitive(j, "blocks");
+    const cJSON *els = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(blocks, 1), "elements");
+    CHECK(cJSON_GetArraySize(els) == 2 &&
+              !strcmp(str_member(cJSON_GetArrayItem(els, 0), "action_id"), "approve") &&
+              !strcmp(str_member(cJSON_GetArrayItem(els, 0), "value"),
+                      "00112233445566778899aabbccddeeff") &&
+              !strcmp(str_member(cJSON_GetArrayItem(els, 1), "action_id"), "reject"),
+          "Approve and Reject buttons carry the approval id");
+    cJSON_Delete(j);
+
+    r.kind = REPORT_APPROVED;
+    snprintf(r.approval_by, sizeof r.approval_by, "<!channel> bob");
+    snprintf(r.approval_via, sizeof r.approval_via, "slack");
+    j = format(&r, NULL);
+    text = str_member(j, "text");
+    CHECK(text && strstr(text, "Approved") && strstr(text, "&lt;!channel&gt; bob") &&
+              strstr(text, "(slack)") && !strstr(text, "<!channel>"),
+          "approved: who (escaped) and through which path: %s", text ? text : "-");
+    CHECK(!cJSON_GetObjectItemCaseSensitive(j, "blocks"), "no buttons once decided");
+    cJSON_Delete(j);
+    r.kind = REPORT_REJECTED;
+    snprintf(r.approval_via, sizeof r.approval_via, "console");
+    j = format(&r, NULL);
+    text = str_member(j, "text");
+    CHECK(text && strstr(text, "Rejected") && strstr(text, "(console)"), "rejected: %s",
+          text ? text : "-");
+    cJSON_Delete(j);
+    r.kind = REPORT_APPROVAL_EXPIRED;
+    j = format(&r, NULL);
+    text = str_member(j, "text");
+    CHECK(text && strstr(text, "expired"), "expired: %s", text ? text : "-");
+    cJSON_Delete(j);
+}
+
 int main(void)
 {
+    test_approvals();
     test_cases();
     test_escape();
     test_short_digest();
