@@ -154,7 +154,8 @@ static const struct opt opts[] = {
     {"webhook-token", OPT_SECRET, OFF(webhook_token), NULL, 0, 0, "TOKEN",
      "require 'Authorization: Bearer TOKEN' on the webhook (also --webhook-token-file)", NULL, 1},
     {"admin-token", OPT_SECRET, OFF(admin_token), NULL, 0, 0, "TOKEN",
-     "bearer token for POST /v1/pause and /v1/resume; unset disables them "
+     "bearer token for the actions (POST /v1/pause, /v1/resume, /v1/reconcile, approvals); unset "
+     "disables them "
      "(also --admin-token-file)",
      NULL, 1},
     {"harbor-webhook-token", OPT_SECRET, OFF(harbor_webhook_token), NULL, 0, 0, "TOKEN",
