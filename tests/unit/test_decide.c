@@ -1678,6 +1678,35 @@ static void test_reconcile(void)
 
 /* --- pushes without a digest (Docker Hub, Quay, Nexus webhooks) ----------------------------- */
 
+/* Docker Hub's official images: a push of library/nginx to an app running "nginx" keeps the
+ * app's spelling, so a re-delivered push of what it runs changes nothing. */
+static void test_hub_spelling(void)
+{
+    cJSON *app = app_new();
+    struct app_view v;
+    struct config cfg;
+    struct decision d;
+    memset(&cfg, 0, sizeof cfg);
+    set_image(app, "nginx:1.27.0");
+    set_label(app, "autodeploy.digest", DIGEST_B);
+    decide_app_view(app, "autodeploy", &v);
+    struct push p = mkpush("library/nginx", "1.27.0", DIGEST_B, PUSH_TS, "hub");
+    snprintf(p.host, sizeof p.host, "docker.io");
+    CHECK(decide_job(&cfg, &v, &p, 0, &d) == 0 && d.action == DECIDE_UNCHANGED,
+          "hub: the image it runs is unchanged (%d %s %s)", d.action, d.new_image, d.reason);
+    struct push q = mkpush("library/nginx", "1.27.1", DIGEST_A, PUSH_TS, "hub");
+    snprintf(q.host, sizeof q.host, "docker.io");
+    CHECK(decide_job(&cfg, &v, &q, 0, &d) == 0 && d.action == DECIDE_DEPLOY &&
+              !strcmp(d.new_image, "nginx:1.27.1"),
+          "hub: the app's spelling is kept (%s)", d.new_image);
+    struct push r = mkpush("nginx", "1.27.1", DIGEST_A, PUSH_TS, "ci");
+    set_image(app, "reg.io/library/nginx:1");
+    decide_app_view(app, "autodeploy", &v);
+    CHECK(decide_job(&cfg, &v, &r, 0, &d) == 0 && !strcmp(d.new_image, "reg.io/nginx:1.27.1"),
+          "another registry: library/nginx and nginx differ (%s)", d.new_image);
+    cJSON_Delete(app);
+}
+
 static void test_no_digest(void)
 {
     cJSON *app = app_new();
@@ -1746,6 +1775,7 @@ static void test_no_digest(void)
 int main(void)
 {
     test_reconcile();
+    test_hub_spelling();
     test_app_view();
     test_is_true();
     test_app_id();
