@@ -149,6 +149,11 @@ struct cycle {
     struct choice *ch;
     size_t n_ch;
     struct buf *plan; /* NULL: no plan wanted */
+    /* When the cycle began (wall clock): the pushes it makes carry it as their time, so a
+     * notification of an older push that arrives after reconcile deployed a newer image is
+     * "older than the one the app runs" and never deploys over it. */
+    char started[PUSH_TS_MAX];
+    int64_t started_ns;
     int plan_n;
     unsigned long tags_lists, heads, created_gets, deploys, adopted, skipped;
 };
@@ -444,9 +449,11 @@ static int fill_needed(struct cycle *c, const struct app_work *w, struct cands *
 }
 
 /* The push reconcile makes of candidate x for app w. -1 when it is no valid reference. */
-static int make_push(const struct reconcile_candidate *x, struct push *p)
+static int make_push(const struct cycle *c, const struct reconcile_candidate *x, struct push *p)
 {
     memset(p, 0, sizeof *p);
+    snprintf(p->timestamp, sizeof p->timestamp, "%s", c->started);
+    p->timestamp_ns = c->started_ns;
     snprintf(p->host, sizeof p->host, "%s", x->host);
     snprintf(p->repository, sizeof p->repository, "%s", x->repository);
     snprintf(p->tag, sizeof p->tag, "%s", x->tag);
@@ -468,7 +475,7 @@ static void adopt(struct cycle *c, const struct app_work *w, const struct reconc
     c->adopted++;
     metrics_add("autodeploy_reconcile_adopted_total", NULL, NULL, 1);
     struct push p;
-    if (make_push(x, &p) == 0) {
+    if (make_push(c, x, &p) == 0) {
         uint64_t seq = record_new(c->rc->d, &p, w->a->id);
         record_set(c->rc->d, seq, "adopted", reason, NULL);
     }
@@ -507,7 +514,7 @@ static void choose(struct cycle *c, struct app_work *w)
     } else if (v.action == RECONCILE_ADOPT) {
         plan_app(c, w->a->id, w->a->image, "adopt", img, v.reason);
         adopt(c, w, x, v.reason);
-    } else if (make_push(x, &p) < 0) {
+    } else if (make_push(c, x, &p) < 0) {
         plan_app(c, w->a->id, w->a->image, "skipped", img,
                  "the registry's tag or digest is no valid reference");
     } else {
@@ -612,6 +619,12 @@ static int reconcile_cycle(struct reconciler *rc, int dry, struct buf *plan, cha
 {
     struct deployer *d = rc->d;
     struct cycle c = {.rc = rc, .dry = dry, .plan = plan};
+    struct timespec now;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &now);
+    gmtime_r(&now.tv_sec, &tm);
+    strftime(c.started, sizeof c.started, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    c.started_ns = (int64_t)now.tv_sec * 1000000000LL; /* the label's precision: seconds */
     struct listing apps;
     int64_t t0 = job_now(d);
     pthread_mutex_lock(&rc->cycle_mu);

@@ -3,13 +3,15 @@ whose notification was lost (a registry restart, a misconfigured endpoint, an ap
 later) still deploys. Real registry (Debian's docker-registry) with notifications off unless a
 test turns them on, the Marathon emulator, autodeployd with --reconcile-interval 2s.
 """
+import datetime
 import json
 import urllib.request
 
 import pytest
 
 from conftest import free_port, wait_for
-from deploy_helpers import app, marathon, operator_call, records, start_daemon, writes  # noqa: F401
+from deploy_helpers import (app, marathon, operator_call, push, records, start_daemon,  # noqa: F401
+                            writes)
 from oci_images import write_image
 from registry_helpers import NOTIFY_TOKEN, registry  # noqa: F401
 
@@ -92,6 +94,31 @@ def test_lost_notifications_deploy_what_the_rules_choose_once(daemon, registry, 
     recs = [x for x in records(d) if x["state"] == "succeeded"]
     assert {x["app"] for x in recs} == {"/staging/app", "/staging/worker", "/prod/api"}
     assert all(x["source"] == "reconcile" for x in recs), recs
+
+
+def test_a_late_notification_of_an_older_push_never_undoes_what_reconcile_deployed(
+        daemon, registry, marathon, tmp_path):
+    """The registry could not reach autodeployd for a while: reconcile deploys main-2, then
+    the registry's retries deliver main-1's notification (pushed before the cycle). It must not
+    deploy main-1 over main-2 (a downgrade the webhook path alone never makes)."""
+    reg = registry("open")
+    r = reg.addr
+    main1 = pushed(reg, tmp_path, "team/app", "main-1", "2026-03-01T10:00:00Z")
+    pushed_at = (datetime.datetime.utcnow() - datetime.timedelta(seconds=30)).strftime(
+        "%Y-%m-%dT%H:%M:%S.%fZ")
+    main2 = pushed(reg, tmp_path, "team/app", "main-2", "2026-03-01T11:00:00Z")
+    emu = marathon([app("/staging/app", "%s/team/app:main-0" % r, pattern="team/app:main-*",
+                        instances=1)])
+    d = start(daemon, emu)
+    wait_for(lambda: image_of(emu, "/staging/app") == ("%s/team/app:main-2" % r, main2),
+             timeout=30, what="reconcile deployed main-2")
+    body, _ = push(repo="team/app", tag="main-1", dig=main1, host=r, ts=pushed_at)
+    assert d.post_event(body).status == 202
+    wait_for(lambda: [x for x in records(d, "/staging/app")
+                      if x["tag"] == "main-1" and x["state"] == "skipped"],
+             timeout=30, what="the late main-1 skipped")
+    assert image_of(emu, "/staging/app")[0] == "%s/team/app:main-2" % r
+    assert len(patches(emu, "/staging/app")) == 1, patches(emu, "/staging/app")
 
 
 def test_notified_and_reconciled_pushes_deploy_once(daemon, registry, marathon, tmp_path):
