@@ -119,6 +119,34 @@ def test_a_late_notification_of_an_older_push_never_undoes_what_reconcile_deploy
              timeout=30, what="the late main-1 skipped")
     assert image_of(emu, "/staging/app")[0] == "%s/team/app:main-2" % r
     assert len(patches(emu, "/staging/app")) == 1, patches(emu, "/staging/app")
+    # A registry whose clock is behind: main-3's notification looks older than the cycle and
+    # is skipped; the next cycles still find main-3 (the skip is no reason to leave it).
+    main3 = pushed(reg, tmp_path, "team/app", "main-3", "2026-03-01T12:00:00Z")
+    body, _ = push(repo="team/app", tag="main-3", dig=main3, host=r, ts=pushed_at)
+    assert d.post_event(body).status == 202
+    wait_for(lambda: image_of(emu, "/staging/app") == ("%s/team/app:main-3" % r, main3),
+             timeout=30, what="reconcile deployed main-3")
+    assert [x["state"] for x in records(d, "/staging/app") if x["tag"] == "main-3"] == [
+        "succeeded", "skipped"] or image_of(emu, "/staging/app")[0].endswith("main-3")
+
+
+def test_an_image_that_failed_and_was_rolled_back_is_not_tried_again(
+        daemon, registry, marathon, tmp_path):
+    """Reconcile deploys main-2, it fails and is rolled back to main-1: the next cycles see
+    main-1 running and main-2 the newest, and must not deploy it again (and again)."""
+    reg = registry("open")
+    r = reg.addr
+    pushed(reg, tmp_path, "team/app", "main-1", "2026-03-01T10:00:00Z")
+    pushed(reg, tmp_path, "team/app", "main-2", "2026-03-01T11:00:00Z")
+    emu = marathon([app("/staging/app", "%s/team/app:main-1" % r, pattern="team/app:main-*",
+                        instances=1)])
+    emu.set_behaviour("/staging/app", "fail", seconds=0.3, message="exited with 1", times=1)
+    d = start(daemon, emu, "--rollback-on-failure")
+    wait_for(lambda: [x for x in records(d, "/staging/app") if x["state"] == "rolled_back"],
+             timeout=30, what="main-2 rolled back")
+    wait_cycles(d, 3)
+    assert image_of(emu, "/staging/app")[0] == "%s/team/app:main-1" % r
+    assert len(patches(emu, "/staging/app")) == 2, patches(emu, "/staging/app")  # and revert
 
 
 def test_notified_and_reconciled_pushes_deploy_once(daemon, registry, marathon, tmp_path):
