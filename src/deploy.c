@@ -429,9 +429,16 @@ void deployer_run_job(struct deployer *d, const char *app_id, const struct push 
     run_job(d, app_id, head, NULL, 0);
 }
 
+/* A job's registry questions (--verify-push) give up when the stop interrupts jobs. */
+static int job_abandoned(void *arg)
+{
+    return job_stopping(arg);
+}
+
 static void *worker_main(void *arg)
 {
     struct deployer *d = arg;
+    registry_abandon_when(job_abandoned, d);
     pthread_mutex_lock(&d->mu);
     for (;;) {
         while (!atomic_load(&d->stop) && !atomic_load(&d->draining) && !d->ready_head)

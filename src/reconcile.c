@@ -700,10 +700,18 @@ static int wait_turn(struct reconciler *rc, int64_t due)
     return 0;
 }
 
+/* The cycle's registry questions give up when autodeployd stops (registry_abandon_when). */
+static int cycle_abandoned(void *arg)
+{
+    struct reconciler *rc = arg;
+    return atomic_load(&rc->stop) || job_stopping(rc->d);
+}
+
 static void *reconcile_main(void *arg)
 {
     struct reconciler *rc = arg;
     int first = 1;
+    registry_abandon_when(cycle_abandoned, rc);
     while (!atomic_load(&rc->stop)) {
         long wait = next_wait(rc, first);
         int64_t due = wait ? mono_ms() + wait : 0;

@@ -5,6 +5,9 @@ test turns them on, the Marathon emulator, autodeployd with --reconcile-interval
 """
 import datetime
 import json
+import socket
+import threading
+import time
 import urllib.request
 
 import pytest
@@ -316,3 +319,33 @@ def test_reconcile_api_previews_and_runs_a_cycle_for_the_admin(daemon, registry,
     status, body = api(d, "POST", "/v1/reconcile")
     assert status == 202, body
     runs(emu, "/staging/app", "%s/team/app:main-2" % r)
+
+
+def test_a_registry_that_never_answers_does_not_hold_up_the_stop(daemon, marathon):
+    """A reconcile cycle waiting on a registry that accepted the connection and went silent
+    (--registry-timeout 60s) ends at once when autodeployd is asked to stop."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    held = []
+
+    def hold():
+        while True:
+            try:
+                held.append(srv.accept()[0])
+            except OSError:
+                return
+    threading.Thread(target=hold, daemon=True).start()
+    host = "127.0.0.1:%d" % srv.getsockname()[1]
+    emu = marathon([app("/staging/app", "%s/team/app:main-1" % host, pattern="team/app:main-*",
+                        instances=1)])
+    d = start(daemon, emu, "--registry-timeout", "60s")
+    try:
+        wait_for(lambda: held, timeout=30, what="the cycle asking the silent registry")
+        t0 = time.monotonic()
+        assert d.stop(timeout=20) == 0
+        assert time.monotonic() - t0 < 5, time.monotonic() - t0
+    finally:
+        srv.close()
+        for c in held:
+            c.close()
