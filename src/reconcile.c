@@ -546,8 +546,6 @@ static void submit(struct cycle *c)
     for (size_t i = 0; i < c->n_ch; i++) {
         if (done[i]) continue;
         struct push p = c->ch[i].p;
-        /* A notification of this image later is a duplicate; one earlier was announced. */
-        int fresh = pushq_remember(d->q, &p, "dispatched (reconcile)") == PUSHQ_ACCEPTED;
         struct report r;
         report_init(&r, REPORT_PUSHED, &p, "");
         size_t o = 0;
@@ -566,7 +564,11 @@ static void submit(struct cycle *c)
             if (len > 0 && o + (size_t)len < sizeof r.apps) o += (size_t)len;
             r.n_apps++;
         }
+        /* Once queued for some app, a notification of this image later is a duplicate (and
+         * one earlier was announced already). One queued for no app (each busy) is not
+         * remembered: its notification is then a push of its own, the fast path. */
         if (r.n_apps) {
+            int fresh = pushq_remember(d->q, &p, "dispatched (reconcile)") == PUSHQ_ACCEPTED;
             log_info("reconcile: image missed by the webhook found in the registry", "repository",
                      p.repository, "tag", p.tag, "digest", p.digest, "apps", r.apps, NULL);
             if (fresh) report_emit(&r);

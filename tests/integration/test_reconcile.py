@@ -152,6 +152,31 @@ def test_an_image_that_failed_and_was_rolled_back_is_not_tried_again(
     assert len(patches(emu, "/staging/app")) == 2, patches(emu, "/staging/app")  # and revert
 
 
+def test_a_notification_is_not_taken_for_a_duplicate_of_what_reconcile_could_not_queue(
+        daemon, registry, marathon, tmp_path):
+    """While the app's job deploys main-2 (slowly), a cycle finds main-3 and leaves the busy
+    app alone; main-3's notification, arriving next, is a push of its own (not a duplicate
+    of what reconcile did not queue) and deploys right after main-2, not a cycle later."""
+    reg = registry("open")
+    r = reg.addr
+    pushed(reg, tmp_path, "team/app", "main-1", "2026-03-01T10:00:00Z")
+    emu = marathon([app("/staging/app", "%s/team/app:main-1" % r, pattern="team/app:main-*",
+                        instances=1)])
+    emu.set_behaviour("/staging/app", "succeed", seconds=8, times=1)
+    d = start(daemon, emu, "--reconcile-interval", "1s")
+    wait_cycles(d, 1)
+    main2 = pushed(reg, tmp_path, "team/app", "main-2", "2026-03-01T11:00:00Z")
+    runs(emu, "/staging/app", "%s/team/app:main-2" % r)  # the slow deployment has begun
+    main3 = pushed(reg, tmp_path, "team/app", "main-3", "2026-03-01T12:00:00Z")
+    wait_cycles(d, 2)
+    assert [x["state"] for x in records(d, "/staging/app") if x["tag"] == "main-2"] == [
+        "deploying"], records(d)
+    body, _ = push(repo="team/app", tag="main-3", dig=main3, host=r)
+    answer = d.post_event(body)
+    assert answer.status == 202 and answer.json()["accepted"] == 1, answer.json()
+    assert main2
+
+
 def test_notified_and_reconciled_pushes_deploy_once(daemon, registry, marathon, tmp_path):
     """The registry notifies and reconcile runs: every push deploys once, also when the
     notification arrives while a cycle (slowed down at its tags/list) is deciding."""
