@@ -231,7 +231,8 @@ out:
  * published or updated; package.package_type container; the tag and digest in
  * package.package_version.container_metadata.tag {name, digest}; the image is
  * ghcr.io/<owner>/<name>, lower-cased. X-GitHub-Event says which event it is; "ping" comes
- * when the hook is created. */
+ * when the hook is created. The registry_package event has the same shape, its object named
+ * "registry_package". */
 int source_parse_github(const char *body, size_t len, const char *event, event_fn fn, void *ctx,
                         char *err, size_t errlen)
 {
@@ -245,7 +246,10 @@ int source_parse_github(const char *body, size_t len, const char *event, event_f
     struct fields f = {.source = "github", .host = "ghcr.io"};
     const cJSON *sender = obj(root, "sender");
     f.pusher = sender ? str(sender, "login") : NULL;
-    if (strcmp(event, "package") != 0) {
+    /* "Packages" (package) and "Registry packages" (registry_package) carry the same object
+     * under their own name; a push to ghcr.io may come as either, or both (then a duplicate). */
+    int registry_pkg = !strcmp(event, "registry_package");
+    if (strcmp(event, "package") != 0 && !registry_pkg) {
         char why[96];
         snprintf(why, sizeof why, "GitHub event %.40s is not a package event",
                  ref_valid_tag(event) ? event : "(unprintable)");
@@ -253,7 +257,7 @@ int source_parse_github(const char *body, size_t len, const char *event, event_f
         goto out;
     }
     const char *action = str(root, "action");
-    const cJSON *pkg = obj(root, "package");
+    const cJSON *pkg = obj(root, registry_pkg ? "registry_package" : "package");
     const cJSON *ver = pkg ? obj(pkg, "package_version") : NULL;
     if (!action || !pkg) {
         snprintf(err, errlen, "GitHub package event without \"action\" and \"package\"");
