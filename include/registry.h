@@ -62,6 +62,9 @@ void registry_free(struct registry *r);
  * out --registry-timeout. fn NULL: never. Thread-local; fn is called on this thread only. */
 void registry_abandon_when(int (*fn)(void *ctx), void *ctx);
 
+/* 1 when the calling thread's questions are to be given up now (registry_abandon_when). */
+int registry_abandoned(void);
+
 /* The URL autodeployd uses for a registry host ("" -> Docker Hub), e.g.
  * "https://registry-1.docker.io" or "http://127.0.0.1:5000". 0, or -1 when it does not fit. */
 int registry_base_url(const struct registry *r, const char *host, char *out, size_t len);

@@ -160,7 +160,20 @@ struct cycle {
 
 static int stopping(const struct cycle *c)
 {
-    return atomic_load(&c->rc->stop) || job_stopping(c->rc->d) || atomic_load(&c->rc->d->draining);
+    return atomic_load(&c->rc->stop) || job_stopping(c->rc->d) ||
+           atomic_load(&c->rc->d->draining) || registry_abandoned();
+}
+
+/* Takes cycle_mu, unless this thread's work is abandoned meanwhile (a preview when the server
+ * stops, while a cycle holds the lock): 0, or -1. */
+static int cycle_lock(struct reconciler *rc)
+{
+    while (pthread_mutex_trylock(&rc->cycle_mu) != 0) {
+        if (registry_abandoned()) return -1;
+        struct timespec ts = {0, 50 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
 }
 
 static struct repo *repo_find(struct cycle *c, const char *host, const char *name)
@@ -629,7 +642,10 @@ static int reconcile_cycle(struct reconciler *rc, int dry, struct buf *plan, cha
     c.started_ns = (int64_t)now.tv_sec * 1000000000LL; /* the label's precision: seconds */
     struct listing apps;
     int64_t t0 = job_now(d);
-    pthread_mutex_lock(&rc->cycle_mu);
+    if (cycle_lock(rc) < 0) {
+        snprintf(err, errlen, "autodeployd is stopping");
+        return -1;
+    }
     if (dispatch_list_apps(d, t0 + config_live()->registry_timeout_ms, &apps, err, errlen) < 0) {
         pthread_mutex_unlock(&rc->cycle_mu);
         metrics_add("autodeploy_reconcile_cycles_total", "result", "failed", 1);

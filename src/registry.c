@@ -64,9 +64,14 @@ void registry_abandon_when(int (*fn)(void *ctx), void *ctx)
     abandon_ctx = ctx;
 }
 
-static int abandoned(void)
+int registry_abandoned(void)
 {
     return abandon_fn && abandon_fn(abandon_ctx);
+}
+
+static int abandoned(void)
+{
+    return registry_abandoned();
 }
 
 /* Sleeps ms, in steps of at most 100 ms; 0, or -1 when the thread's question was abandoned. */

@@ -346,31 +346,51 @@ def test_reconcile_api_previews_and_runs_a_cycle_for_the_admin(daemon, registry,
     runs(emu, "/staging/app", "%s/team/app:main-2" % r)
 
 
-def test_a_registry_that_never_answers_does_not_hold_up_the_stop(daemon, marathon):
-    """A reconcile cycle waiting on a registry that accepted the connection and went silent
-    (--registry-timeout 60s) ends at once when autodeployd is asked to stop."""
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(16)
-    held = []
+class SilentRegistry:
+    """Accepts connections and never answers."""
 
-    def hold():
+    def __init__(self):
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(16)
+        self.held = []
+        self.host = "127.0.0.1:%d" % self.srv.getsockname()[1]
+        threading.Thread(target=self._hold, daemon=True).start()
+
+    def _hold(self):
         while True:
             try:
-                held.append(srv.accept()[0])
+                self.held.append(self.srv.accept()[0])
             except OSError:
                 return
-    threading.Thread(target=hold, daemon=True).start()
-    host = "127.0.0.1:%d" % srv.getsockname()[1]
-    emu = marathon([app("/staging/app", "%s/team/app:main-1" % host, pattern="team/app:main-*",
-                        instances=1)])
-    d = start(daemon, emu, "--registry-timeout", "60s")
-    try:
-        wait_for(lambda: held, timeout=30, what="the cycle asking the silent registry")
-        t0 = time.monotonic()
-        assert d.stop(timeout=20) == 0
-        assert time.monotonic() - t0 < 5, time.monotonic() - t0
-    finally:
-        srv.close()
-        for c in held:
+
+    def close(self):
+        self.srv.close()
+        for c in self.held:
             c.close()
+
+
+def stops_at_once(d):
+    t0 = time.monotonic()
+    assert d.stop(timeout=20) == 0
+    assert time.monotonic() - t0 < 5, time.monotonic() - t0
+
+
+def test_a_registry_that_never_answers_does_not_hold_up_the_stop(daemon, marathon):
+    """A reconcile cycle waiting on a registry that accepted the connection and went silent
+    (--registry-timeout 60s) ends at once when autodeployd is asked to stop; so does a
+    GET /v1/reconcile preview waiting on it."""
+    reg = SilentRegistry()
+    try:
+        emu = marathon([app("/staging/app", "%s/team/app:main-1" % reg.host,
+                            pattern="team/app:main-*", instances=1)])
+        d = start(daemon, emu, "--registry-timeout", "60s")
+        wait_for(lambda: reg.held, timeout=30, what="the cycle asking the silent registry")
+        stops_at_once(d)
+        d = start_daemon(daemon, emu, "--reconcile-interval", "0", "--registry-timeout", "60s")
+        n = len(reg.held)
+        threading.Thread(target=lambda: api(d, "GET", "/v1/reconcile"), daemon=True).start()
+        wait_for(lambda: len(reg.held) > n, timeout=30, what="the preview asking the registry")
+        stops_at_once(d)
+    finally:
+        reg.close()
