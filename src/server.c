@@ -682,7 +682,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
     const char *secret = NULL;
     const struct source *src = source_of(url, &secret);
-    if (src && strcmp(method, "POST") != 0) {
+    if (src && strcmp(method, "POST") != 0 && source_secret(config_live(), src)) {
         count_webhook(405);
         return respond_error(c, 405, "method not allowed; use POST", "Allow", "POST");
     }
