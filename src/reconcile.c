@@ -696,12 +696,13 @@ static long next_wait(struct reconciler *rc, int first)
     return first ? (long)(iv * (0.1 + 0.9 * f)) : (long)(iv * (0.9 + 0.2 * f));
 }
 
-/* Waits until due (monotonic ms; 0: only a wake) or a wake or stop; 1 to run a cycle. */
-static int wait_turn(struct reconciler *rc, int64_t due)
+/* Waits until due (monotonic ms; 0: only a wake) or a wake or stop; 1 to run a cycle. 0 also
+ * when a reload changed the interval iv the wait was drawn from: the caller draws anew. */
+static int wait_turn(struct reconciler *rc, int64_t due, long iv)
 {
     pthread_mutex_lock(&rc->mu);
     for (;;) {
-        if (atomic_load(&rc->stop)) break;
+        if (atomic_load(&rc->stop) || config_live()->reconcile_interval_ms != iv) break;
         if (rc->wake || (due && mono_ms() >= due)) {
             rc->wake = 0;
             pthread_mutex_unlock(&rc->mu);
@@ -712,7 +713,6 @@ static int wait_turn(struct reconciler *rc, int64_t due)
         if (due && due < until) until = due;
         struct timespec ts = {.tv_sec = until / 1000, .tv_nsec = (until % 1000) * 1000000};
         pthread_cond_timedwait(&rc->cv, &rc->mu, &ts);
-        if (!due && config_live()->reconcile_interval_ms > 0) break; /* turned on */
     }
     pthread_mutex_unlock(&rc->mu);
     return 0;
@@ -731,9 +731,10 @@ static void *reconcile_main(void *arg)
     int first = 1;
     registry_abandon_when(cycle_abandoned, rc);
     while (!atomic_load(&rc->stop)) {
+        long iv = config_live()->reconcile_interval_ms;
         long wait = next_wait(rc, first);
         int64_t due = wait ? mono_ms() + wait : 0;
-        if (!wait_turn(rc, due)) {
+        if (!wait_turn(rc, due, iv)) {
             first = 1;
             continue;
         }

@@ -5,6 +5,7 @@ test turns them on, the Marathon emulator, autodeployd with --reconcile-interval
 """
 import datetime
 import json
+import signal
 import socket
 import threading
 import time
@@ -394,3 +395,25 @@ def test_a_registry_that_never_answers_does_not_hold_up_the_stop(daemon, maratho
         stops_at_once(d)
     finally:
         reg.close()
+
+
+def test_a_reload_of_the_interval_applies_to_the_wait_under_way(daemon, registry, marathon,
+                                                                 tmp_path):
+    """--reconcile-interval 1h, reloaded to 1s: the next cycle comes within seconds, not after
+    the hour's wait that had begun."""
+    reg = registry("open")
+    pushed(reg, tmp_path, "team/app", "main-1", "2026-03-01T10:00:00Z")
+    emu = marathon([app("/staging/app", "%s/team/app:main-1" % reg.addr,
+                        pattern="team/app:main-*", instances=1)])
+    cfg = tmp_path / "autodeploy.json"
+    cfg.write_text(json.dumps({"reconcile-interval": "1h"}))
+    d = start_daemon(daemon, emu, "--config", str(cfg))
+
+    def reload(interval):
+        n = sum(1 for r in d.logs() if r.get("msg") == "configuration reloaded")
+        cfg.write_text(json.dumps({"reconcile-interval": interval}))
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: sum(1 for r in d.logs() if r.get("msg") == "configuration reloaded")
+                 > n, what="reload")
+    reload("1s")
+    wait_cycles(d, 2, timeout=15)
