@@ -407,8 +407,11 @@ static const char *candidates(struct cycle *c, struct app_work *w, struct cands 
                     return "out of memory";
             continue;
         }
+        /* A listed tag outside Docker's grammar could be neither asked about nor deployed
+         * (and would not fit the caches' keys): it is no candidate. */
         for (size_t k = 0; k < r->n_tags; k++)
-            if (cand_add(cs, r, r->tags[k], NULL, 0, c->rc) < 0) return "out of memory";
+            if (ref_valid_tag(r->tags[k]) && cand_add(cs, r, r->tags[k], NULL, 0, c->rc) < 0)
+                return "out of memory";
     }
     return any ? NULL : "its patterns name no repository (wildcards): nothing to ask";
 }

@@ -5,6 +5,8 @@ test turns them on, the Marathon emulator, autodeployd with --reconcile-interval
 """
 import datetime
 import json
+import os
+import shutil
 import signal
 import socket
 import threading
@@ -176,6 +178,25 @@ def test_a_notification_is_not_taken_for_a_duplicate_of_what_reconcile_could_not
     answer = d.post_event(body)
     assert answer.status == 202 and answer.json()["accepted"] == 1, answer.json()
     assert main2
+
+
+def test_a_tag_no_registry_could_take_does_not_stop_the_app(daemon, registry, marathon,
+                                                             tmp_path):
+    """The registry lists a tag outside Docker's grammar (here one longer than 128 characters,
+    planted in its storage) that the glob matches: it is no candidate, and the app still gets
+    its newest image."""
+    reg = registry("open")
+    r = reg.addr
+    pushed(reg, tmp_path, "team/app", "main-1", "2026-03-01T10:00:00Z")
+    main2 = pushed(reg, tmp_path, "team/app", "main-2", "2026-03-01T11:00:00Z")
+    tags = os.path.join(reg.data, "docker/registry/v2/repositories/team/app/_manifests/tags")
+    shutil.copytree(os.path.join(tags, "main-2"), os.path.join(tags, "main-" + "x" * 130))
+    assert "main-" + "x" * 130 in reg.tags("team/app")
+    emu = marathon([app("/staging/app", "%s/team/app:main-1" % r, pattern="team/app:main-*",
+                        instances=1)])
+    start(daemon, emu)
+    wait_for(lambda: image_of(emu, "/staging/app") == ("%s/team/app:main-2" % r, main2),
+             timeout=30, what="main-2 deployed")
 
 
 def test_notified_and_reconciled_pushes_deploy_once(daemon, registry, marathon, tmp_path):
