@@ -40,6 +40,7 @@ struct entry {
     char digest[PUSH_DIGEST_MAX]; /* "" unknown */
     int64_t created_ns;
     int has_created;
+    int broken; /* images: its manifest or config cannot be read (the registry said so) */
     char key[];
 };
 
@@ -416,50 +417,70 @@ static const char *candidates(struct cycle *c, struct app_work *w, struct cands 
     return any ? NULL : "its patterns name no repository (wildcards): nothing to ask";
 }
 
-/* The created time of candidate x (asked once per tag, and per digest). 0, or -1 with err. */
-static int fill_created(struct cycle *c, struct reconcile_candidate *x, char *err, size_t errlen)
+/* The created time of candidate x (asked once per tag, and per digest). REGISTRY_OK, or the
+ * answer that prevented it (err): REGISTRY_NOT_FOUND and REGISTRY_ERROR are about this tag
+ * only (gone since the list, an image whose config cannot be read: remembered per digest). */
+static enum registry_result fill_created(struct cycle *c, struct reconcile_candidate *x, char *err,
+                                         size_t errlen)
 {
     char k[PUSH_HOST_MAX + PUSH_REPO_MAX + PUSH_TAG_MAX + PUSH_DIGEST_MAX + 4];
     tag_key(k, sizeof k, x->host, x->repository, x->tag);
     struct entry *te = map_get(&c->rc->tags, k, 1);
-    if (!te) return snprintf(err, errlen, "out of memory"), -1;
+    if (!te) return snprintf(err, errlen, "out of memory"), REGISTRY_UNREACHABLE;
     if (te->has_created && te->digest[0]) {
         x->digest = te->digest;
         x->created_ns = te->created_ns;
-        return 0;
+        return REGISTRY_OK;
     }
     if (!te->digest[0]) {
         char dg[PUSH_DIGEST_MAX];
         enum registry_result res = head(c, x->host, x->repository, x->tag, dg, err, errlen);
-        if (res != REGISTRY_OK) return -1;
+        if (res != REGISTRY_OK) return res;
     }
     snprintf(k, sizeof k, "%s/%s@%s", x->host, x->repository, te->digest);
     struct entry *ie = map_get(&c->rc->images, k, 1);
-    if (!ie) return snprintf(err, errlen, "out of memory"), -1;
+    if (!ie) return snprintf(err, errlen, "out of memory"), REGISTRY_UNREACHABLE;
+    if (ie->broken) return snprintf(err, errlen, "its image cannot be read"), REGISTRY_ERROR;
     if (!ie->has_created) {
         c->created_gets++;
-        if (registry_image_created(c->rc->d->registry, x->host, x->repository, te->digest,
-                                   &ie->created_ns, err, errlen) != REGISTRY_OK)
-            return -1;
+        enum registry_result res = registry_image_created(
+            c->rc->d->registry, x->host, x->repository, te->digest, &ie->created_ns, err, errlen);
+        ie->broken = res == REGISTRY_ERROR; /* a digest's content never changes */
+        if (res != REGISTRY_OK) return res;
         ie->has_created = 1;
     }
     te->created_ns = ie->created_ns;
     te->has_created = 1;
     x->digest = te->digest;
     x->created_ns = te->created_ns;
-    return 0;
+    return REGISTRY_OK;
 }
 
-/* What the newest-by-created rule needs: the created time of every matching candidate. */
+/* What the newest-by-created rule needs: the created time of every matching candidate. A tag
+ * gone since the list, or whose image cannot be read, is left out (logged); a registry that
+ * cannot be asked fails the app's choice (-1, err). */
 static int fill_needed(struct cycle *c, const struct app_work *w, struct cands *cs, char *err,
                        size_t errlen)
 {
     unsigned char stack[256], *matched = cs->n <= sizeof stack ? stack : malloc(cs->n);
     if (!matched) return snprintf(err, errlen, "out of memory"), -1;
     int rc = 0;
-    if (decide_reconcile_mode(w->ms, w->a->image, cs->c, cs->n, matched) == RECONCILE_NEWEST)
-        for (size_t i = 0; i < cs->n && rc == 0; i++)
-            if (matched[i] && !stopping(c)) rc = fill_created(c, &cs->c[i], err, errlen);
+    size_t kept = 0;
+    int newest =
+        decide_reconcile_mode(w->ms, w->a->image, cs->c, cs->n, matched) == RECONCILE_NEWEST;
+    for (size_t i = 0; i < cs->n; i++) {
+        enum registry_result res = REGISTRY_OK;
+        if (newest && matched[i] && rc == 0 && !stopping(c))
+            res = fill_created(c, &cs->c[i], err, errlen);
+        if (res == REGISTRY_NOT_FOUND || res == REGISTRY_ERROR) {
+            log_debug("reconcile: tag left out", "app", w->a->id, "repository", cs->c[i].repository,
+                      "tag", cs->c[i].tag, "reason", err, NULL);
+            continue;
+        }
+        if (res != REGISTRY_OK) rc = -1;
+        cs->c[kept++] = cs->c[i];
+    }
+    cs->n = kept;
     if (matched != stack) free(matched);
     return rc;
 }

@@ -199,6 +199,33 @@ def test_a_tag_no_registry_could_take_does_not_stop_the_app(daemon, registry, ma
              timeout=30, what="main-2 deployed")
 
 
+def test_a_tag_whose_image_cannot_be_read_does_not_stop_the_app(daemon, registry, marathon,
+                                                                 tmp_path):
+    """main-3's config blob is not JSON (garbage planted in the registry's storage): main-3 is
+    left out and the app gets main-2, the newest image whose build time can be read; main-3 is
+    not asked about again at the next cycles."""
+    reg = registry("open")
+    proxy = reg.proxy()
+    r = reg.addr
+    pushed(reg, tmp_path, "team/app", "main-1", "2026-03-01T10:00:00Z")
+    main2 = pushed(reg, tmp_path, "team/app", "main-2", "2026-03-01T11:00:00Z")
+    pushed(reg, tmp_path, "team/app", "main-3", "2026-03-01T12:00:00Z")
+    cfg = reg.manifest("team/app:main-3")[0]["config"]["digest"].split(":")[1]
+    with open(os.path.join(reg.data, "docker/registry/v2/blobs/sha256", cfg[:2], cfg, "data"),
+              "wb") as f:
+        f.write(b"\x00 not a JSON config")
+    emu = marathon([app("/staging/app", "%s/team/app:main-1" % r, pattern="team/app:main-*",
+                        instances=1)])
+    d = start(daemon, emu, "--registry-url", "%s=http://%s" % (r, proxy.addr))
+    wait_for(lambda: image_of(emu, "/staging/app") == ("%s/team/app:main-2" % r, main2),
+             timeout=30, what="main-2 deployed")
+    wait_cycles(d, 1)
+    before = proxy.kinds()
+    wait_cycles(d, 2)
+    spent = proxy.kinds() - before
+    assert set(spent) <= {("GET", "tags"), ("HEAD", "manifest")}, spent
+
+
 def test_notified_and_reconciled_pushes_deploy_once(daemon, registry, marathon, tmp_path):
     """The registry notifies and reconcile runs: every push deploys once, also when the
     notification arrives while a cycle (slowed down at its tags/list) is deciding."""
