@@ -69,22 +69,17 @@ int registry_abandoned(void)
     return abandon_fn && abandon_fn(abandon_ctx);
 }
 
-static int abandoned(void)
-{
-    return registry_abandoned();
-}
-
 /* Sleeps ms, in steps of at most 100 ms; 0, or -1 when the thread's question was abandoned. */
 static int nap_ms(long ms)
 {
     while (ms > 0) {
-        if (abandoned()) return -1;
+        if (registry_abandoned()) return -1;
         long step = ms < 100 ? ms : 100;
         struct timespec ts = {step / 1000, (step % 1000) * 1000000L};
         nanosleep(&ts, NULL);
         ms -= step;
     }
-    return abandoned() ? -1 : 0;
+    return registry_abandoned() ? -1 : 0;
 }
 
 const char *registry_result_name(enum registry_result res)
@@ -437,7 +432,7 @@ static int retry_wait(struct ask *a, const struct httpc_resp *resp, int attempt)
     if (ra > 0) ms = ra * 1000;
     int64_t left = a->deadline - now_ms();
     if (left <= 0 || (ra > 0 && ms > left)) return -1;
-    if (abandoned()) return -1;
+    if (registry_abandoned()) return -1;
     metrics_add("autodeploy_registry_requests_total", "result", "retried", 1);
     return nap_ms(ms < left ? ms : (long)left);
 }
@@ -489,7 +484,7 @@ static enum registry_result ask_url(struct ask *a, const char *url, struct httpc
     for (int attempt = 0, authed = 0;; attempt++) {
         send_one(a, url, hdr[0] ? hdr : NULL, userpwd[0] ? userpwd : NULL, resp);
         long st = resp->status;
-        if (st == 0 && !abandoned() && !strncmp(url, "https://", 8) &&
+        if (st == 0 && !registry_abandoned() && !strncmp(url, "https://", 8) &&
             plain_allowed(a->r, a->host) && !strstr(resp->err, "certificate") &&
             strlen(url) < REGAUTH_URL_MAX) {
             /* An insecure or loopback registry without TLS: from now on plain http. */
