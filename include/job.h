@@ -36,9 +36,15 @@ struct slot {
     int queued;                             /* in the ready list */
     int running;                            /* a worker runs its job */
     char last_digest[PUSH_DIGEST_MAX];      /* the digest its last job chose ("" none yet) */
-    struct slot *next;                      /* all slots */
+    struct slot *next, **pprev;             /* all slots */
+    struct slot *hnext;                     /* its bucket of slot_index */
     struct slot *ready_next;                /* ready list */
 };
+
+/* Slots by app id. An idle slot is kept for its last_digest (reconcile does not try an image
+ * again that a job already handled for the app) while fewer than SLOTS_KEPT slots exist. */
+#define SLOT_BUCKETS 4096
+#define SLOTS_KEPT 100000
 
 struct record {
     uint64_t seq; /* 0: unused */
@@ -77,6 +83,8 @@ struct deployer {
     struct registry *registry;   /* NULL only in unit tests: no verification */
     struct verify_cache *verify; /* answers shared by the jobs of one push */
     struct slot *slots, *ready_head, *ready_tail;
+    struct slot *slot_index[SLOT_BUCKETS];
+    size_t n_slots;
     struct record records[RECORDS];
     struct journal *journal;       /* NULL without --state-file */
     struct reconciler *reconciler; /* NULL without a registry client (unit tests) */

@@ -56,6 +56,15 @@ struct registry *registry_new(const struct registry_opts *o, char *err, size_t e
 /* Wipes every credential and cached token, then frees. NULL: no-op. */
 void registry_free(struct registry *r);
 
+/* From now on, questions asked by the calling thread give up as soon as fn(ctx) returns nonzero
+ * (polled while a request runs, about once a second when the registry is silent, and during
+ * the waits between retries), failing as unreachable with "abandoned": a stop need not wait
+ * out --registry-timeout. fn NULL: never. Thread-local; fn is called on this thread only. */
+void registry_abandon_when(int (*fn)(void *ctx), void *ctx);
+
+/* 1 when the calling thread's questions are to be given up now (registry_abandon_when). */
+int registry_abandoned(void);
+
 /* The URL autodeployd uses for a registry host ("" -> Docker Hub), e.g.
  * "https://registry-1.docker.io" or "http://127.0.0.1:5000". 0, or -1 when it does not fit. */
 int registry_base_url(const struct registry *r, const char *host, char *out, size_t len);

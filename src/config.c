@@ -439,6 +439,11 @@ static int apply(struct config *cfg, const struct opt *o, const char *v, int fro
         char *nv = NULL;
         if (from_file_path) {
             if (read_secret_file(v, &nv, why, sizeof why) < 0) goto bad;
+            /* The file's content obeys the flag's rules too (a path secret's length). */
+            if (o->check && o->check(nv, why, sizeof why) < 0) {
+                free(nv);
+                goto bad;
+            }
         } else {
             if (o->type == OPT_SECRET && !*v) {
                 snprintf(why, sizeof why, "must not be empty");

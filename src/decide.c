@@ -97,6 +97,29 @@ const char *decide_gate(const struct config *cfg, const char *app_id, int paused
     return NULL;
 }
 
+static int hub_host(const char *h)
+{
+    return !h || !*h || !strcmp(h, "docker.io") || !strcmp(h, "index.docker.io") ||
+           !strcmp(h, "registry-1.docker.io") || !strcmp(h, "registry.hub.docker.com");
+}
+
+/* A repository as Docker Hub names it: "nginx" there is "library/nginx". */
+static const char *hub_repo(const char *host, const char *repo)
+{
+    return hub_host(host) && !strchr(repo, '/') ? NULL : repo;
+}
+
+static int same_repository(const char *ha, const char *ra, const char *hb, const char *rb)
+{
+    const char *a = hub_repo(ha, ra), *b = hub_repo(hb, rb);
+    if (a && b) return !strcmp(a, b);
+    /* one or both official images: compare with library/ prepended */
+    const char *x = a ? a : ra, *y = b ? b : rb;
+    if (!a && !b) return !strcmp(x, y);
+    const char *lib = a ? x : y, *bare = a ? y : x;
+    return !strncmp(lib, "library/", 8) && !strcmp(lib + 8, bare);
+}
+
 int decide_new_image(const char *current, const struct push *p, int pin, char *out, size_t len,
                      char *reason, size_t reasonlen)
 {
@@ -109,7 +132,11 @@ int decide_new_image(const char *current, const struct push *p, int pin, char *o
     }
     memset(&nw, 0, sizeof nw);
     memcpy(nw.host, cur.host, sizeof nw.host);
-    snprintf(nw.repository, sizeof nw.repository, "%s", p->repository);
+    /* The app's own spelling of the same repository: Docker Hub's "nginx" stays "nginx" when
+     * the push names "library/nginx", so the image string changes only when the image does. */
+    snprintf(nw.repository, sizeof nw.repository, "%s",
+             same_repository(cur.host, cur.repository, p->host, p->repository) ? cur.repository
+                                                                               : p->repository);
     snprintf(nw.tag, sizeof nw.tag, "%s", p->tag);
     if (pin) snprintf(nw.digest, sizeof nw.digest, "%s", p->digest);
     if (strlen(p->repository) >= sizeof nw.repository || strlen(p->tag) >= sizeof nw.tag ||
@@ -477,10 +504,11 @@ enum reconcile_mode decide_reconcile_mode(const match_set *ms, const char *image
 }
 
 /* 1 when image names candidate c's repository and tag (the host is not compared: the app's
- * registry is the one asked). */
+ * registry is the one asked; Docker Hub's "nginx" and "library/nginx" are one repository). */
 static int runs(const struct image_ref *cur, const struct reconcile_candidate *c)
 {
-    return !strcmp(cur->repository, c->repository) && !strcmp(cur->tag, c->tag);
+    return same_repository(cur->host, cur->repository, c->host, c->repository) &&
+           !strcmp(cur->tag, c->tag);
 }
 
 /* Orders candidates by created time (missing = oldest), then tag name. */

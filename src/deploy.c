@@ -214,12 +214,33 @@ int deployer_records_json(struct deployer *d, struct buf *b)
 
 /* ---------------------------------------------------------------- the per-app queue */
 
+static size_t slot_bucket(const char *app_id)
+{
+    uint64_t h = 1469598103934665603ULL;
+    while (*app_id)
+        h = (h ^ (unsigned char)*app_id++) * 1099511628211ULL;
+    return (size_t)(h % SLOT_BUCKETS);
+}
+
 static struct slot *slot_find(struct deployer *d, const char *app_id)
 {
-    struct slot *s = d->slots;
+    struct slot *s = d->slot_index[slot_bucket(app_id)];
     while (s && strcmp(s->app_id, app_id) != 0)
-        s = s->next;
+        s = s->hnext;
     return s;
+}
+
+/* Unlinks and frees an idle slot; call with d->mu held. */
+static void slot_free(struct deployer *d, struct slot *s)
+{
+    *s->pprev = s->next;
+    if (s->next) s->next->pprev = s->pprev;
+    struct slot **hp = &d->slot_index[slot_bucket(s->app_id)];
+    while (*hp != s)
+        hp = &(*hp)->hnext;
+    *hp = s->hnext;
+    d->n_slots--;
+    free(s);
 }
 
 /* Puts a slot on the ready list; call with d->mu held. */
@@ -273,7 +294,13 @@ static struct slot *slot_get(struct deployer *d, const char *app_id)
     if (!s && (s = calloc(1, sizeof *s)) != NULL) {
         snprintf(s->app_id, sizeof s->app_id, "%s", app_id); /* ids checked < 256 */
         s->next = d->slots;
+        if (d->slots) d->slots->pprev = &s->next;
+        s->pprev = &d->slots;
         d->slots = s;
+        size_t b = slot_bucket(app_id);
+        s->hnext = d->slot_index[b];
+        d->slot_index[b] = s;
+        d->n_slots++;
     }
     return s;
 }
@@ -361,7 +388,11 @@ static void run_job(struct deployer *d, const char *app_id, struct waiting *list
         j.w[i++] = w;
     int rc = j.w ? job_update(&j) : 0;
     if (rc) job_follow(&j, rc == 2);
-    if (handled && j.p) snprintf(handled, handled_len, "%s", j.p->digest);
+    /* Reconcile does not try again what a job already tried: its own choices, and images a
+     * notification's job sent to Marathon (a failure rolled back stays rolled back). One that
+     * never reached Marathon (skipped as older, the registry down) it may still deploy. */
+    if (handled && j.p && (is_reconcile(j.p) || j.accepted_at || j.sent_unanswered || j.dep_id[0]))
+        snprintf(handled, handled_len, "%s", j.p->digest);
     /* A job cut short by the stop stays pending in the state file: the next start queues its
      * push again, and finds the deployment done or still running. One whose story ended (or
      * whose rollback was decided) is done: replaying it would deploy the failed image again. */
@@ -417,9 +448,16 @@ void deployer_run_job(struct deployer *d, const char *app_id, const struct push 
     run_job(d, app_id, head, NULL, 0);
 }
 
+/* A job's registry questions (--verify-push) give up when the stop interrupts jobs. */
+static int job_abandoned(void *arg)
+{
+    return job_stopping(arg);
+}
+
 static void *worker_main(void *arg)
 {
     struct deployer *d = arg;
+    registry_abandon_when(job_abandoned, d);
     pthread_mutex_lock(&d->mu);
     for (;;) {
         while (!atomic_load(&d->stop) && !atomic_load(&d->draining) && !d->ready_head)
@@ -447,12 +485,8 @@ static void *worker_main(void *arg)
         s->running = 0;
         if (s->waiting) {
             ready_append(d, s);
-        } else {
-            struct slot **sp = &d->slots;
-            while (*sp != s)
-                sp = &(*sp)->next;
-            *sp = s->next;
-            free(s);
+        } else if (!s->last_digest[0] || d->n_slots > SLOTS_KEPT) {
+            slot_free(d, s);
         }
     }
     pthread_mutex_unlock(&d->mu);

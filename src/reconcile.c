@@ -40,6 +40,7 @@ struct entry {
     char digest[PUSH_DIGEST_MAX]; /* "" unknown */
     int64_t created_ns;
     int has_created;
+    int broken; /* images: its manifest or config cannot be read (the registry said so) */
     char key[];
 };
 
@@ -149,13 +150,31 @@ struct cycle {
     struct choice *ch;
     size_t n_ch;
     struct buf *plan; /* NULL: no plan wanted */
+    /* When the cycle began (wall clock): the pushes it makes carry it as their time, so a
+     * notification of an older push that arrives after reconcile deployed a newer image is
+     * "older than the one the app runs" and never deploys over it. */
+    char started[PUSH_TS_MAX];
+    int64_t started_ns;
     int plan_n;
     unsigned long tags_lists, heads, created_gets, deploys, adopted, skipped;
 };
 
 static int stopping(const struct cycle *c)
 {
-    return atomic_load(&c->rc->stop) || job_stopping(c->rc->d) || atomic_load(&c->rc->d->draining);
+    return atomic_load(&c->rc->stop) || job_stopping(c->rc->d) ||
+           atomic_load(&c->rc->d->draining) || registry_abandoned();
+}
+
+/* Takes cycle_mu, unless this thread's work is abandoned meanwhile (a preview when the server
+ * stops, while a cycle holds the lock): 0, or -1. */
+static int cycle_lock(struct reconciler *rc)
+{
+    while (pthread_mutex_trylock(&rc->cycle_mu) != 0) {
+        if (registry_abandoned()) return -1;
+        struct timespec ts = {0, 50 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
 }
 
 static struct repo *repo_find(struct cycle *c, const char *host, const char *name)
@@ -389,64 +408,89 @@ static const char *candidates(struct cycle *c, struct app_work *w, struct cands 
                     return "out of memory";
             continue;
         }
+        /* A listed tag outside Docker's grammar could be neither asked about nor deployed
+         * (and would not fit the caches' keys): it is no candidate. */
         for (size_t k = 0; k < r->n_tags; k++)
-            if (cand_add(cs, r, r->tags[k], NULL, 0, c->rc) < 0) return "out of memory";
+            if (ref_valid_tag(r->tags[k]) && cand_add(cs, r, r->tags[k], NULL, 0, c->rc) < 0)
+                return "out of memory";
     }
     return any ? NULL : "its patterns name no repository (wildcards): nothing to ask";
 }
 
-/* The created time of candidate x (asked once per tag, and per digest). 0, or -1 with err. */
-static int fill_created(struct cycle *c, struct reconcile_candidate *x, char *err, size_t errlen)
+/* The created time of candidate x (asked once per tag, and per digest). REGISTRY_OK, or the
+ * answer that prevented it (err): REGISTRY_NOT_FOUND and REGISTRY_ERROR are about this tag
+ * only (gone since the list, an image whose config cannot be read: remembered per digest). */
+static enum registry_result fill_created(struct cycle *c, struct reconcile_candidate *x, char *err,
+                                         size_t errlen)
 {
     char k[PUSH_HOST_MAX + PUSH_REPO_MAX + PUSH_TAG_MAX + PUSH_DIGEST_MAX + 4];
     tag_key(k, sizeof k, x->host, x->repository, x->tag);
     struct entry *te = map_get(&c->rc->tags, k, 1);
-    if (!te) return snprintf(err, errlen, "out of memory"), -1;
+    if (!te) return snprintf(err, errlen, "out of memory"), REGISTRY_UNREACHABLE;
     if (te->has_created && te->digest[0]) {
         x->digest = te->digest;
         x->created_ns = te->created_ns;
-        return 0;
+        return REGISTRY_OK;
     }
     if (!te->digest[0]) {
         char dg[PUSH_DIGEST_MAX];
         enum registry_result res = head(c, x->host, x->repository, x->tag, dg, err, errlen);
-        if (res != REGISTRY_OK) return -1;
+        if (res != REGISTRY_OK) return res;
     }
     snprintf(k, sizeof k, "%s/%s@%s", x->host, x->repository, te->digest);
     struct entry *ie = map_get(&c->rc->images, k, 1);
-    if (!ie) return snprintf(err, errlen, "out of memory"), -1;
+    if (!ie) return snprintf(err, errlen, "out of memory"), REGISTRY_UNREACHABLE;
+    if (ie->broken) return snprintf(err, errlen, "its image cannot be read"), REGISTRY_ERROR;
     if (!ie->has_created) {
         c->created_gets++;
-        if (registry_image_created(c->rc->d->registry, x->host, x->repository, te->digest,
-                                   &ie->created_ns, err, errlen) != REGISTRY_OK)
-            return -1;
+        enum registry_result res = registry_image_created(
+            c->rc->d->registry, x->host, x->repository, te->digest, &ie->created_ns, err, errlen);
+        ie->broken = res == REGISTRY_ERROR; /* a digest's content never changes */
+        if (res != REGISTRY_OK) return res;
         ie->has_created = 1;
     }
     te->created_ns = ie->created_ns;
     te->has_created = 1;
     x->digest = te->digest;
     x->created_ns = te->created_ns;
-    return 0;
+    return REGISTRY_OK;
 }
 
-/* What the newest-by-created rule needs: the created time of every matching candidate. */
+/* What the newest-by-created rule needs: the created time of every matching candidate. A tag
+ * gone since the list, or whose image cannot be read, is left out (logged); a registry that
+ * cannot be asked fails the app's choice (-1, err). */
 static int fill_needed(struct cycle *c, const struct app_work *w, struct cands *cs, char *err,
                        size_t errlen)
 {
     unsigned char stack[256], *matched = cs->n <= sizeof stack ? stack : malloc(cs->n);
     if (!matched) return snprintf(err, errlen, "out of memory"), -1;
     int rc = 0;
-    if (decide_reconcile_mode(w->ms, w->a->image, cs->c, cs->n, matched) == RECONCILE_NEWEST)
-        for (size_t i = 0; i < cs->n && rc == 0; i++)
-            if (matched[i] && !stopping(c)) rc = fill_created(c, &cs->c[i], err, errlen);
+    size_t kept = 0;
+    int newest =
+        decide_reconcile_mode(w->ms, w->a->image, cs->c, cs->n, matched) == RECONCILE_NEWEST;
+    for (size_t i = 0; i < cs->n; i++) {
+        enum registry_result res = REGISTRY_OK;
+        if (newest && matched[i] && rc == 0 && !stopping(c))
+            res = fill_created(c, &cs->c[i], err, errlen);
+        if (res == REGISTRY_NOT_FOUND || res == REGISTRY_ERROR) {
+            log_debug("reconcile: tag left out", "app", w->a->id, "repository", cs->c[i].repository,
+                      "tag", cs->c[i].tag, "reason", err, NULL);
+            continue;
+        }
+        if (res != REGISTRY_OK) rc = -1;
+        cs->c[kept++] = cs->c[i];
+    }
+    cs->n = kept;
     if (matched != stack) free(matched);
     return rc;
 }
 
 /* The push reconcile makes of candidate x for app w. -1 when it is no valid reference. */
-static int make_push(const struct reconcile_candidate *x, struct push *p)
+static int make_push(const struct cycle *c, const struct reconcile_candidate *x, struct push *p)
 {
     memset(p, 0, sizeof *p);
+    snprintf(p->timestamp, sizeof p->timestamp, "%s", c->started);
+    p->timestamp_ns = c->started_ns;
     snprintf(p->host, sizeof p->host, "%s", x->host);
     snprintf(p->repository, sizeof p->repository, "%s", x->repository);
     snprintf(p->tag, sizeof p->tag, "%s", x->tag);
@@ -468,7 +512,7 @@ static void adopt(struct cycle *c, const struct app_work *w, const struct reconc
     c->adopted++;
     metrics_add("autodeploy_reconcile_adopted_total", NULL, NULL, 1);
     struct push p;
-    if (make_push(x, &p) == 0) {
+    if (make_push(c, x, &p) == 0) {
         uint64_t seq = record_new(c->rc->d, &p, w->a->id);
         record_set(c->rc->d, seq, "adopted", reason, NULL);
     }
@@ -507,7 +551,7 @@ static void choose(struct cycle *c, struct app_work *w)
     } else if (v.action == RECONCILE_ADOPT) {
         plan_app(c, w->a->id, w->a->image, "adopt", img, v.reason);
         adopt(c, w, x, v.reason);
-    } else if (make_push(x, &p) < 0) {
+    } else if (make_push(c, x, &p) < 0) {
         plan_app(c, w->a->id, w->a->image, "skipped", img,
                  "the registry's tag or digest is no valid reference");
     } else {
@@ -539,8 +583,6 @@ static void submit(struct cycle *c)
     for (size_t i = 0; i < c->n_ch; i++) {
         if (done[i]) continue;
         struct push p = c->ch[i].p;
-        /* A notification of this image later is a duplicate; one earlier was announced. */
-        int fresh = pushq_remember(d->q, &p, "dispatched (reconcile)") == PUSHQ_ACCEPTED;
         struct report r;
         report_init(&r, REPORT_PUSHED, &p, "");
         size_t o = 0;
@@ -559,7 +601,11 @@ static void submit(struct cycle *c)
             if (len > 0 && o + (size_t)len < sizeof r.apps) o += (size_t)len;
             r.n_apps++;
         }
+        /* Once queued for some app, a notification of this image later is a duplicate (and
+         * one earlier was announced already). One queued for no app (each busy) is not
+         * remembered: its notification is then a push of its own, the fast path. */
         if (r.n_apps) {
+            int fresh = pushq_remember(d->q, &p, "dispatched (reconcile)") == PUSHQ_ACCEPTED;
             log_info("reconcile: image missed by the webhook found in the registry", "repository",
                      p.repository, "tag", p.tag, "digest", p.digest, "apps", r.apps, NULL);
             if (fresh) report_emit(&r);
@@ -612,9 +658,18 @@ static int reconcile_cycle(struct reconciler *rc, int dry, struct buf *plan, cha
 {
     struct deployer *d = rc->d;
     struct cycle c = {.rc = rc, .dry = dry, .plan = plan};
+    struct timespec now;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &now);
+    gmtime_r(&now.tv_sec, &tm);
+    strftime(c.started, sizeof c.started, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    c.started_ns = (int64_t)now.tv_sec * 1000000000LL; /* the label's precision: seconds */
     struct listing apps;
     int64_t t0 = job_now(d);
-    pthread_mutex_lock(&rc->cycle_mu);
+    if (cycle_lock(rc) < 0) {
+        snprintf(err, errlen, "autodeployd is stopping");
+        return -1;
+    }
     if (dispatch_list_apps(d, t0 + config_live()->registry_timeout_ms, &apps, err, errlen) < 0) {
         pthread_mutex_unlock(&rc->cycle_mu);
         metrics_add("autodeploy_reconcile_cycles_total", "result", "failed", 1);
@@ -665,12 +720,13 @@ static long next_wait(struct reconciler *rc, int first)
     return first ? (long)(iv * (0.1 + 0.9 * f)) : (long)(iv * (0.9 + 0.2 * f));
 }
 
-/* Waits until due (monotonic ms; 0: only a wake) or a wake or stop; 1 to run a cycle. */
-static int wait_turn(struct reconciler *rc, int64_t due)
+/* Waits until due (monotonic ms; 0: only a wake) or a wake or stop; 1 to run a cycle. 0 also
+ * when a reload changed the interval iv the wait was drawn from: the caller draws anew. */
+static int wait_turn(struct reconciler *rc, int64_t due, long iv)
 {
     pthread_mutex_lock(&rc->mu);
     for (;;) {
-        if (atomic_load(&rc->stop)) break;
+        if (atomic_load(&rc->stop) || config_live()->reconcile_interval_ms != iv) break;
         if (rc->wake || (due && mono_ms() >= due)) {
             rc->wake = 0;
             pthread_mutex_unlock(&rc->mu);
@@ -681,20 +737,28 @@ static int wait_turn(struct reconciler *rc, int64_t due)
         if (due && due < until) until = due;
         struct timespec ts = {.tv_sec = until / 1000, .tv_nsec = (until % 1000) * 1000000};
         pthread_cond_timedwait(&rc->cv, &rc->mu, &ts);
-        if (!due && config_live()->reconcile_interval_ms > 0) break; /* turned on */
     }
     pthread_mutex_unlock(&rc->mu);
     return 0;
+}
+
+/* The cycle's registry questions give up when autodeployd stops (registry_abandon_when). */
+static int cycle_abandoned(void *arg)
+{
+    struct reconciler *rc = arg;
+    return atomic_load(&rc->stop) || job_stopping(rc->d);
 }
 
 static void *reconcile_main(void *arg)
 {
     struct reconciler *rc = arg;
     int first = 1;
+    registry_abandon_when(cycle_abandoned, rc);
     while (!atomic_load(&rc->stop)) {
+        long iv = config_live()->reconcile_interval_ms;
         long wait = next_wait(rc, first);
         int64_t due = wait ? mono_ms() + wait : 0;
-        if (!wait_turn(rc, due)) {
+        if (!wait_turn(rc, due, iv)) {
             first = 1;
             continue;
         }

@@ -54,10 +54,32 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void nap_ms(long ms)
+/* The calling thread's reason to give up (registry_abandon_when). */
+static _Thread_local int (*abandon_fn)(void *ctx);
+static _Thread_local void *abandon_ctx;
+
+void registry_abandon_when(int (*fn)(void *ctx), void *ctx)
 {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
+    abandon_fn = fn;
+    abandon_ctx = ctx;
+}
+
+int registry_abandoned(void)
+{
+    return abandon_fn && abandon_fn(abandon_ctx);
+}
+
+/* Sleeps ms, in steps of at most 100 ms; 0, or -1 when the thread's question was abandoned. */
+static int nap_ms(long ms)
+{
+    while (ms > 0) {
+        if (registry_abandoned()) return -1;
+        long step = ms < 100 ? ms : 100;
+        struct timespec ts = {step / 1000, (step % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        ms -= step;
+    }
+    return registry_abandoned() ? -1 : 0;
 }
 
 const char *registry_result_name(enum registry_result res)
@@ -292,7 +314,9 @@ static int send_one(struct ask *a, const char *url, const char *auth_header, con
                             .ca_file = a->r->ca_file,
                             .timeout_ms = time_left(a),
                             .follow_redirects = a->follow ? HTTPC_FOLLOW_KEEP_AUTH_HOME : 0,
-                            .max_response = 4 * 1024 * 1024};
+                            .max_response = 4 * 1024 * 1024,
+                            .abandon = abandon_fn,
+                            .abandon_ctx = abandon_ctx};
     return httpc_do(&req, resp);
 }
 
@@ -354,7 +378,9 @@ static void ask_token(struct ask *a, const struct regauth_challenge *ch, const c
                             .userpwd = userpwd[0] ? userpwd : NULL,
                             .ca_file = a->r->ca_file,
                             .timeout_ms = time_left(a),
-                            .max_response = 256 * 1024};
+                            .max_response = 256 * 1024,
+                            .abandon = abandon_fn,
+                            .abandon_ctx = abandon_ctx};
     httpc_do(&req, resp);
     if (form.data) OPENSSL_cleanse(form.data, form.len);
     buf_free(&form);
@@ -406,9 +432,9 @@ static int retry_wait(struct ask *a, const struct httpc_resp *resp, int attempt)
     if (ra > 0) ms = ra * 1000;
     int64_t left = a->deadline - now_ms();
     if (left <= 0 || (ra > 0 && ms > left)) return -1;
+    if (registry_abandoned()) return -1;
     metrics_add("autodeploy_registry_requests_total", "result", "retried", 1);
-    nap_ms(ms < left ? ms : (long)left);
-    return 0;
+    return nap_ms(ms < left ? ms : (long)left);
 }
 
 static void note_ratelimit(const struct ask *a, const struct httpc_resp *resp)
@@ -458,8 +484,9 @@ static enum registry_result ask_url(struct ask *a, const char *url, struct httpc
     for (int attempt = 0, authed = 0;; attempt++) {
         send_one(a, url, hdr[0] ? hdr : NULL, userpwd[0] ? userpwd : NULL, resp);
         long st = resp->status;
-        if (st == 0 && !strncmp(url, "https://", 8) && plain_allowed(a->r, a->host) &&
-            !strstr(resp->err, "certificate") && strlen(url) < REGAUTH_URL_MAX) {
+        if (st == 0 && !registry_abandoned() && !strncmp(url, "https://", 8) &&
+            plain_allowed(a->r, a->host) && !strstr(resp->err, "certificate") &&
+            strlen(url) < REGAUTH_URL_MAX) {
             /* An insecure or loopback registry without TLS: from now on plain http. */
             memmove(plainurl, "http://", 7);
             snprintf(plainurl + 7, sizeof plainurl - 7, "%s", url + 8);

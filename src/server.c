@@ -25,6 +25,7 @@
 #include "follow.h"
 #include "log.h"
 #include "metrics.h"
+#include "registry.h"
 #include "report.h"
 #include "signature.h"
 #include "sources.h"
@@ -69,6 +70,7 @@ struct server {
     pthread_cond_t plans_done; /* server_stop: the last plan thread has ended */
     int plans;                 /* plan threads running; at most MAX_PLANS; under lock */
     int closing;               /* server_stop has begun: no new plan thread; under lock */
+    atomic_int closed;         /* the same, read by plan threads to give up their questions */
     struct conn *conns;        /* ordered by nothing; a few hundred at most */
     int stopping;
     int reaper_started;
@@ -698,10 +700,18 @@ static void plan_done(struct server *s)
 
 /* The plan reads Marathon: it runs on its own thread so that no HTTP server thread (which
  * also serve the registry's webhook) ever waits for Marathon. */
+/* A plan's registry questions (and a reconcile preview) give up when the server stops. */
+static int plan_abandoned(void *arg)
+{
+    struct server *s = arg;
+    return atomic_load(&s->closed);
+}
+
 static void *plan_main(void *arg)
 {
     struct req *rq = arg;
     struct server *s = rq->s;
+    registry_abandon_when(plan_abandoned, s);
     int st = rq->kind == PLAN_APPS ? deployer_apps_json(s->d, &rq->body)
              : rq->kind == PLAN_RECONCILE
                  ? deployer_reconcile_preview_json(s->d, &rq->body)
@@ -802,7 +812,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     const char *secret = NULL;
     const struct source *src = source_of(url, &secret);
-    if (src && strcmp(method, "POST") != 0) {
+    if (src && strcmp(method, "POST") != 0 && source_secret(config_live(), src)) {
         count_webhook(405);
         return respond_error(c, 405, "method not allowed; use POST", "Allow", "POST");
     }
@@ -958,6 +968,7 @@ struct server *server_start(const struct config *cfg, struct pushq *q, struct de
     }
     s = calloc(1, sizeof *s);
     if (!s) goto fail;
+    atomic_init(&s->closed, 0);
     s->q = q;
     s->d = d;
     s->timeout_ms = cfg->http_timeout_ms;
@@ -1026,9 +1037,11 @@ void server_stop(struct server *s)
 {
     if (!s) return;
     /* A suspended connection must be resumed before the daemon stops: let running plans end
-     * (each is one Marathon request, bounded by --marathon-timeout, so no deadline here). */
+     * (a Marathon request, bounded by --marathon-timeout; their registry questions and a
+     * reconcile preview give up at once, plan_abandoned; so no deadline here). */
     pthread_mutex_lock(&s->lock);
     s->closing = 1;
+    atomic_store(&s->closed, 1);
     while (s->plans > 0)
         pthread_cond_wait(&s->plans_done, &s->lock);
     pthread_mutex_unlock(&s->lock);

@@ -227,11 +227,50 @@ out:
 
 /* ------------------------------------------------------------------ GitHub */
 
+static int hexdig(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* Decodes one application/x-www-form-urlencoded value (up to the next '&') into *out (caller
+ * frees); its length, or -1 when a %-escape is malformed or out of memory. */
+static long form_decode(const char *in, size_t len, char **out)
+{
+    const char *amp = memchr(in, '&', len);
+    if (amp) len = (size_t)(amp - in);
+    char *o = malloc(len + 1);
+    size_t n = 0;
+    if (!o) return -1;
+    for (size_t i = 0; i < len; i++) {
+        if (in[i] == '+') {
+            o[n++] = ' ';
+        } else if (in[i] == '%') {
+            int hi = i + 2 < len ? hexdig(in[i + 1]) : -1,
+                lo = i + 2 < len ? hexdig(in[i + 2]) : -1;
+            if (hi < 0 || lo < 0) {
+                free(o);
+                return -1;
+            }
+            o[n++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            o[n++] = in[i];
+        }
+    }
+    o[n] = '\0';
+    *out = o;
+    return (long)n;
+}
+
 /* GitHub "package" webhook (docs.github.com, "Webhook events and payloads", package): action
  * published or updated; package.package_type container; the tag and digest in
  * package.package_version.container_metadata.tag {name, digest}; the image is
  * ghcr.io/<owner>/<name>, lower-cased. X-GitHub-Event says which event it is; "ping" comes
- * when the hook is created. */
+ * when the hook is created. The registry_package event has the same shape, its object named
+ * "registry_package". */
 int source_parse_github(const char *body, size_t len, const char *event, event_fn fn, void *ctx,
                         char *err, size_t errlen)
 {
@@ -239,13 +278,28 @@ int source_parse_github(const char *body, size_t len, const char *event, event_f
         snprintf(err, errlen, "missing X-GitHub-Event header");
         return -1;
     }
+    /* Content type application/x-www-form-urlencoded (GitHub's default): payload=<JSON>. */
+    char *form = NULL;
+    if (len >= 8 && !memcmp(body, "payload=", 8)) {
+        long n = form_decode(body + 8, len - 8, &form);
+        if (n < 0) {
+            snprintf(err, errlen, "GitHub form body: payload is not URL-encoded");
+            return -1;
+        }
+        body = form;
+        len = (size_t)n;
+    }
     cJSON *root = parse(body, len, "GitHub webhook payload", err, errlen);
+    free(form);
     if (!root) return -1;
     int rc = 1;
     struct fields f = {.source = "github", .host = "ghcr.io"};
     const cJSON *sender = obj(root, "sender");
     f.pusher = sender ? str(sender, "login") : NULL;
-    if (strcmp(event, "package") != 0) {
+    /* "Packages" (package) and "Registry packages" (registry_package) carry the same object
+     * under their own name; a push to ghcr.io may come as either, or both (then a duplicate). */
+    int registry_pkg = !strcmp(event, "registry_package");
+    if (strcmp(event, "package") != 0 && !registry_pkg) {
         char why[96];
         snprintf(why, sizeof why, "GitHub event %.40s is not a package event",
                  ref_valid_tag(event) ? event : "(unprintable)");
@@ -253,7 +307,7 @@ int source_parse_github(const char *body, size_t len, const char *event, event_f
         goto out;
     }
     const char *action = str(root, "action");
-    const cJSON *pkg = obj(root, "package");
+    const cJSON *pkg = obj(root, registry_pkg ? "registry_package" : "package");
     const cJSON *ver = pkg ? obj(pkg, "package_version") : NULL;
     if (!action || !pkg) {
         snprintf(err, errlen, "GitHub package event without \"action\" and \"package\"");

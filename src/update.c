@@ -336,6 +336,10 @@ static int verify(struct job *j, const struct decision *dec, int attempt)
     if (ref_parse_image(dec->new_image, &ref) < 0) return 1; /* decide_job parsed it */
     struct verify_answer a;
     job_verify(j, ref.host, &a);
+    if (job_stopping(j->d)) { /* the question may have been abandoned for the stop */
+        stopped(j);
+        return 0;
+    }
     char why[DECIDE_REASON_MAX];
     int late = job_now(j->d) >= j->update_deadline || job_stopping(j->d);
     switch (decide_verify(mode, j->p, dec->new_image, &a, late, why, sizeof why)) {

@@ -3,13 +3,21 @@ whose notification was lost (a registry restart, a misconfigured endpoint, an ap
 later) still deploys. Real registry (Debian's docker-registry) with notifications off unless a
 test turns them on, the Marathon emulator, autodeployd with --reconcile-interval 2s.
 """
+import datetime
 import json
+import os
+import shutil
+import signal
+import socket
+import threading
+import time
 import urllib.request
 
 import pytest
 
 from conftest import free_port, wait_for
-from deploy_helpers import app, marathon, operator_call, records, start_daemon, writes  # noqa: F401
+from deploy_helpers import (app, marathon, operator_call, push, records, start_daemon,  # noqa: F401
+                            writes)
 from oci_images import write_image
 from registry_helpers import NOTIFY_TOKEN, registry  # noqa: F401
 
@@ -92,6 +100,130 @@ def test_lost_notifications_deploy_what_the_rules_choose_once(daemon, registry, 
     recs = [x for x in records(d) if x["state"] == "succeeded"]
     assert {x["app"] for x in recs} == {"/staging/app", "/staging/worker", "/prod/api"}
     assert all(x["source"] == "reconcile" for x in recs), recs
+
+
+def test_a_late_notification_of_an_older_push_never_undoes_what_reconcile_deployed(
+        daemon, registry, marathon, tmp_path):
+    """The registry could not reach autodeployd for a while: reconcile deploys main-2, then
+    the registry's retries deliver main-1's notification (pushed before the cycle). It must not
+    deploy main-1 over main-2 (a downgrade the webhook path alone never makes)."""
+    reg = registry("open")
+    r = reg.addr
+    main1 = pushed(reg, tmp_path, "team/app", "main-1", "2026-03-01T10:00:00Z")
+    pushed_at = (datetime.datetime.utcnow() - datetime.timedelta(seconds=30)).strftime(
+        "%Y-%m-%dT%H:%M:%S.%fZ")
+    main2 = pushed(reg, tmp_path, "team/app", "main-2", "2026-03-01T11:00:00Z")
+    emu = marathon([app("/staging/app", "%s/team/app:main-0" % r, pattern="team/app:main-*",
+                        instances=1)])
+    d = start(daemon, emu)
+    wait_for(lambda: image_of(emu, "/staging/app") == ("%s/team/app:main-2" % r, main2),
+             timeout=30, what="reconcile deployed main-2")
+    body, _ = push(repo="team/app", tag="main-1", dig=main1, host=r, ts=pushed_at)
+    assert d.post_event(body).status == 202
+    wait_for(lambda: [x for x in records(d, "/staging/app")
+                      if x["tag"] == "main-1" and x["state"] == "skipped"],
+             timeout=30, what="the late main-1 skipped")
+    assert image_of(emu, "/staging/app")[0] == "%s/team/app:main-2" % r
+    assert len(patches(emu, "/staging/app")) == 1, patches(emu, "/staging/app")
+    # A registry whose clock is behind: main-3's notification looks older than the cycle and
+    # is skipped; the next cycles still find main-3 (the skip is no reason to leave it).
+    main3 = pushed(reg, tmp_path, "team/app", "main-3", "2026-03-01T12:00:00Z")
+    body, _ = push(repo="team/app", tag="main-3", dig=main3, host=r, ts=pushed_at)
+    assert d.post_event(body).status == 202
+    wait_for(lambda: image_of(emu, "/staging/app") == ("%s/team/app:main-3" % r, main3),
+             timeout=30, what="reconcile deployed main-3")
+    assert [x["state"] for x in records(d, "/staging/app") if x["tag"] == "main-3"] == [
+        "succeeded", "skipped"] or image_of(emu, "/staging/app")[0].endswith("main-3")
+
+
+def test_an_image_that_failed_and_was_rolled_back_is_not_tried_again(
+        daemon, registry, marathon, tmp_path):
+    """Reconcile deploys main-2, it fails and is rolled back to main-1: the next cycles see
+    main-1 running and main-2 the newest, and must not deploy it again (and again)."""
+    reg = registry("open")
+    r = reg.addr
+    pushed(reg, tmp_path, "team/app", "main-1", "2026-03-01T10:00:00Z")
+    pushed(reg, tmp_path, "team/app", "main-2", "2026-03-01T11:00:00Z")
+    emu = marathon([app("/staging/app", "%s/team/app:main-1" % r, pattern="team/app:main-*",
+                        instances=1)])
+    emu.set_behaviour("/staging/app", "fail", seconds=0.3, message="exited with 1", times=1)
+    d = start(daemon, emu, "--rollback-on-failure")
+    wait_for(lambda: [x for x in records(d, "/staging/app") if x["state"] == "rolled_back"],
+             timeout=30, what="main-2 rolled back")
+    wait_cycles(d, 3)
+    assert image_of(emu, "/staging/app")[0] == "%s/team/app:main-1" % r
+    assert len(patches(emu, "/staging/app")) == 2, patches(emu, "/staging/app")  # and revert
+
+
+def test_a_notification_is_not_taken_for_a_duplicate_of_what_reconcile_could_not_queue(
+        daemon, registry, marathon, tmp_path):
+    """While the app's job deploys main-2 (slowly), a cycle finds main-3 and leaves the busy
+    app alone; main-3's notification, arriving next, is a push of its own (not a duplicate
+    of what reconcile did not queue) and deploys right after main-2, not a cycle later."""
+    reg = registry("open")
+    r = reg.addr
+    pushed(reg, tmp_path, "team/app", "main-1", "2026-03-01T10:00:00Z")
+    emu = marathon([app("/staging/app", "%s/team/app:main-1" % r, pattern="team/app:main-*",
+                        instances=1)])
+    emu.set_behaviour("/staging/app", "succeed", seconds=8, times=1)
+    d = start(daemon, emu, "--reconcile-interval", "1s")
+    wait_cycles(d, 1)
+    main2 = pushed(reg, tmp_path, "team/app", "main-2", "2026-03-01T11:00:00Z")
+    runs(emu, "/staging/app", "%s/team/app:main-2" % r)  # the slow deployment has begun
+    main3 = pushed(reg, tmp_path, "team/app", "main-3", "2026-03-01T12:00:00Z")
+    wait_cycles(d, 2)
+    assert [x["state"] for x in records(d, "/staging/app") if x["tag"] == "main-2"] == [
+        "deploying"], records(d)
+    body, _ = push(repo="team/app", tag="main-3", dig=main3, host=r)
+    answer = d.post_event(body)
+    assert answer.status == 202 and answer.json()["accepted"] == 1, answer.json()
+    assert main2
+
+
+def test_a_tag_no_registry_could_take_does_not_stop_the_app(daemon, registry, marathon,
+                                                             tmp_path):
+    """The registry lists a tag outside Docker's grammar (here one longer than 128 characters,
+    planted in its storage) that the glob matches: it is no candidate, and the app still gets
+    its newest image."""
+    reg = registry("open")
+    r = reg.addr
+    pushed(reg, tmp_path, "team/app", "main-1", "2026-03-01T10:00:00Z")
+    main2 = pushed(reg, tmp_path, "team/app", "main-2", "2026-03-01T11:00:00Z")
+    tags = os.path.join(reg.data, "docker/registry/v2/repositories/team/app/_manifests/tags")
+    shutil.copytree(os.path.join(tags, "main-2"), os.path.join(tags, "main-" + "x" * 130))
+    assert "main-" + "x" * 130 in reg.tags("team/app")
+    emu = marathon([app("/staging/app", "%s/team/app:main-1" % r, pattern="team/app:main-*",
+                        instances=1)])
+    start(daemon, emu)
+    wait_for(lambda: image_of(emu, "/staging/app") == ("%s/team/app:main-2" % r, main2),
+             timeout=30, what="main-2 deployed")
+
+
+def test_a_tag_whose_image_cannot_be_read_does_not_stop_the_app(daemon, registry, marathon,
+                                                                 tmp_path):
+    """main-3's config blob is not JSON (garbage planted in the registry's storage): main-3 is
+    left out and the app gets main-2, the newest image whose build time can be read; main-3 is
+    not asked about again at the next cycles."""
+    reg = registry("open")
+    proxy = reg.proxy()
+    r = reg.addr
+    pushed(reg, tmp_path, "team/app", "main-1", "2026-03-01T10:00:00Z")
+    main2 = pushed(reg, tmp_path, "team/app", "main-2", "2026-03-01T11:00:00Z")
+    pushed(reg, tmp_path, "team/app", "main-3", "2026-03-01T12:00:00Z")
+    cfg = reg.manifest("team/app:main-3")[0]["config"]["digest"].split(":")[1]
+    with open(os.path.join(reg.data, "docker/registry/v2/blobs/sha256", cfg[:2], cfg, "data"),
+              "wb") as f:
+        f.write(b"\x00 not a JSON config")
+    emu = marathon([app("/staging/app", "%s/team/app:main-1" % r, pattern="team/app:main-*",
+                        instances=1)])
+    d = start(daemon, emu, "--registry-url", "%s=http://%s" % (r, proxy.addr))
+    wait_for(lambda: image_of(emu, "/staging/app") == ("%s/team/app:main-2" % r, main2),
+             timeout=30, what="main-2 deployed")
+    wait_cycles(d, 1)
+    before = proxy.kinds()
+    wait_cycles(d, 2)
+    spent = proxy.kinds() - before
+    assert set(spent) <= {("GET", "tags"), ("HEAD", "manifest")}, spent
 
 
 def test_notified_and_reconciled_pushes_deploy_once(daemon, registry, marathon, tmp_path):
@@ -261,3 +393,82 @@ def test_reconcile_api_previews_and_runs_a_cycle_for_the_admin(daemon, registry,
     status, body = api(d, "POST", "/v1/reconcile")
     assert status == 202, body
     runs(emu, "/staging/app", "%s/team/app:main-2" % r)
+
+
+class SilentRegistry:
+    """Accepts connections and never answers."""
+
+    def __init__(self):
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(16)
+        self.held = []
+        self.host = "127.0.0.1:%d" % self.srv.getsockname()[1]
+        threading.Thread(target=self._hold, daemon=True).start()
+
+    def _hold(self):
+        while True:
+            try:
+                self.held.append(self.srv.accept()[0])
+            except OSError:
+                return
+
+    def close(self):
+        self.srv.close()
+        for c in self.held:
+            c.close()
+
+
+def stops_at_once(d):
+    t0 = time.monotonic()
+    assert d.stop(timeout=20) == 0
+    assert time.monotonic() - t0 < 5, time.monotonic() - t0
+
+
+def test_a_registry_that_never_answers_does_not_hold_up_the_stop(daemon, marathon):
+    """A reconcile cycle waiting on a registry that accepted the connection and went silent
+    (--registry-timeout 60s) ends at once when autodeployd is asked to stop; so does a
+    GET /v1/reconcile preview waiting on it."""
+    reg = SilentRegistry()
+    try:
+        emu = marathon([app("/staging/app", "%s/team/app:main-1" % reg.host,
+                            pattern="team/app:main-*", instances=1)])
+        d = start(daemon, emu, "--registry-timeout", "60s")
+        wait_for(lambda: reg.held, timeout=30, what="the cycle asking the silent registry")
+        stops_at_once(d)
+        d = start_daemon(daemon, emu, "--reconcile-interval", "0", "--registry-timeout", "60s")
+        n = len(reg.held)
+        answers = []
+
+        def preview():
+            try:
+                answers.append(d.request("GET", "/v1/reconcile", timeout=60).status)
+            except Exception as e:  # noqa: BLE001 - the stop closes the connection unanswered
+                answers.append(e)
+        threading.Thread(target=preview, daemon=True).start()
+        wait_for(lambda: len(reg.held) > n, timeout=30, what="the preview asking the registry")
+        stops_at_once(d)
+    finally:
+        reg.close()
+
+
+def test_a_reload_of_the_interval_applies_to_the_wait_under_way(daemon, registry, marathon,
+                                                                 tmp_path):
+    """--reconcile-interval 1h, reloaded to 1s: the next cycle comes within seconds, not after
+    the hour's wait that had begun."""
+    reg = registry("open")
+    pushed(reg, tmp_path, "team/app", "main-1", "2026-03-01T10:00:00Z")
+    emu = marathon([app("/staging/app", "%s/team/app:main-1" % reg.addr,
+                        pattern="team/app:main-*", instances=1)])
+    cfg = tmp_path / "autodeploy.json"
+    cfg.write_text(json.dumps({"reconcile-interval": "1h"}))
+    d = start_daemon(daemon, emu, "--config", str(cfg))
+
+    def reload(interval):
+        n = sum(1 for r in d.logs() if r.get("msg") == "configuration reloaded")
+        cfg.write_text(json.dumps({"reconcile-interval": interval}))
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: sum(1 for r in d.logs() if r.get("msg") == "configuration reloaded")
+                 > n, what="reload")
+    reload("1s")
+    wait_cycles(d, 2, timeout=15)

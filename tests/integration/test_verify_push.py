@@ -5,6 +5,9 @@ registry really stored, or forged ones.
 """
 import base64
 import json
+import socket
+import threading
+import time
 
 import pytest
 
@@ -147,6 +150,40 @@ def test_unreachable_registry_require_fails_warn_deploys(daemon, marathon, tmp_p
     rec = ended(d, "main-2")
     assert rec["state"] == "succeeded" and "without verification" in rec["reason"], rec
     assert len(patches(emu)) == 1
+
+
+def test_a_stop_while_the_registry_is_silent_ends_the_job_without_deploying(daemon, marathon,
+                                                                           tmp_path):
+    """The registry accepted the connection and says nothing (--registry-timeout 60s); a stop
+    ends the verifying job at once, reported interrupted, and --verify-push warn does not take
+    the abandoned question for a reason to deploy unverified."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    held = []
+
+    def hold():
+        while True:
+            try:
+                held.append(srv.accept()[0])
+            except OSError:
+                return
+    threading.Thread(target=hold, daemon=True).start()
+    host = "127.0.0.1:%d" % srv.getsockname()[1]
+    emu = make_apps(marathon, host)
+    d = start(daemon, emu, "--registry-timeout", "60s", "--verify-push", "warn")
+    try:
+        notify(d, host, "main-1", "sha256:" + "ef" * 32)
+        wait_for(lambda: held, timeout=20, what="the job asking the silent registry")
+        t0 = time.monotonic()
+        assert d.stop(timeout=20) == 0
+        assert time.monotonic() - t0 < 5, time.monotonic() - t0
+        assert not patches(emu)
+        assert "deploying anyway" not in d.log_text()
+    finally:
+        srv.close()
+        for c in held:
+            c.close()
 
 
 def test_429_and_5xx_from_the_registry_are_retried(daemon, registry, marathon, fault_proxy,

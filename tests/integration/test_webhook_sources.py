@@ -170,6 +170,8 @@ def test_path_secrets_never_reach_the_log(all_sources):
 def test_unconfigured_source_is_404(no_sources, source):
     r = post(no_sources, source, fixture(PUSHES[source][0]))
     assert r.status == 404 and "not enabled" in r.json()["error"], r.body
+    # Whatever the method: a source not enabled is not there at all.
+    assert no_sources.request("GET", "/v1/webhooks/" + source).status == 404
 
 
 # ---- deployments

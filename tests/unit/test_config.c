@@ -111,6 +111,18 @@ static void test_secrets(void)
     CHECK(load(&c, argv2, NULL, err, sizeof err) < 0 && strstr(err, "--admin-token-file"),
           "unreadable secret file named: %s", err);
     config_free(&c);
+    /* A path secret read from a file obeys the flag's own rules (16+ URL-safe characters). */
+    char weak[256], good[256];
+    snprintf(weak, sizeof weak, "%s", write_tmp("weak", "abc\n"));
+    snprintf(good, sizeof good, "%s", write_tmp("good", "0123456789abcdef-._~\n"));
+    char *argv3[] = {"autodeployd", "--dockerhub-webhook-secret-file", weak, NULL};
+    CHECK(load(&c, argv3, NULL, err, sizeof err) < 0 && strstr(err, "16 to 256"),
+          "a short path secret from a file is refused: %s", err);
+    CHECK(strstr(err, "abc") == NULL, "and not echoed: %s", err);
+    config_free(&c);
+    char *argv4[] = {"autodeployd", "--quay-webhook-secret-file", good, NULL};
+    CHECK(load(&c, argv4, NULL, err, sizeof err) == 0, "a good one loads: %s", err);
+    config_free(&c);
 }
 
 struct bad {

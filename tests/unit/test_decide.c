@@ -1409,6 +1409,7 @@ static const struct reconcile_case {
     enum reconcile_action want;
     const char *want_tag; /* the pick; NULL for none */
     const char *reason_has;
+    const char *host, *repo; /* the candidates'; NULL: reg.io and one derived from the label */
 } reconcile_cases[] = {
     {"glob: newest by created, not by name",
      "strava/foo:main-*",
@@ -1418,7 +1419,9 @@ static const struct reconcile_case {
      {{"main-1", 1, 0, 0}, {"main-10", 12, 0, 0}, {"main-9", 9, 0, 0}},
      RECONCILE_DEPLOY,
      "main-10",
-     "newer than main-1"},
+     "newer than main-1",
+     NULL,
+     NULL},
     {"glob: runs the newest already",
      "strava/foo:main-*",
      "reg.io/strava/foo:main-10",
@@ -1427,7 +1430,9 @@ static const struct reconcile_case {
      {{"main-1", 1, 0, 0}, {"main-10", 12, 0, 0}, {"main-9", 9, 0, 0}},
      RECONCILE_NOTHING,
      NULL,
-     "newest matching image (main-10)"},
+     "newest matching image (main-10)",
+     NULL,
+     NULL},
     {"glob: running tag built at the same time as the newest: no restart",
      "strava/foo:main-*",
      "reg.io/strava/foo:main-a",
@@ -1436,7 +1441,9 @@ static const struct reconcile_case {
      {{"main-a", 5, 0, 0}, {"main-b", 5, 0, 0}},
      RECONCILE_NOTHING,
      NULL,
-     "newest"},
+     "newest",
+     NULL,
+     NULL},
     {"glob: undated tags are older than any dated one",
      "strava/foo:main-*",
      "reg.io/strava/foo:main-0",
@@ -1445,7 +1452,9 @@ static const struct reconcile_case {
      {{"main-0", 1, 0, 0}, {"main-z", 0, 0, 0}, {"main-y", 0, 0, 0}},
      RECONCILE_NOTHING,
      NULL,
-     "main-0"},
+     "main-0",
+     NULL,
+     NULL},
     {"glob: all undated: then by name",
      "strava/foo:main-*",
      "reg.io/strava/foo:other",
@@ -1454,7 +1463,9 @@ static const struct reconcile_case {
      {{"main-a", 0, 0, 0}, {"main-c", 0, 0, 0}, {"main-b", 0, 0, 0}},
      RECONCILE_DEPLOY,
      "main-c",
-     "runs none of them"},
+     "runs none of them",
+     NULL,
+     NULL},
     {"glob: app runs something else: newest deploys",
      "strava/foo:main-*",
      "reg.io/strava/foo:hotfix",
@@ -1463,7 +1474,9 @@ static const struct reconcile_case {
      {{"main-1", 1, 0, 0}, {"hotfix", 20, 0, 0}},
      RECONCILE_DEPLOY,
      "main-1",
-     "runs none of them"},
+     "runs none of them",
+     NULL,
+     NULL},
     {"no tag matches",
      "strava/foo:main-*",
      "reg.io/strava/foo:main-1",
@@ -1472,7 +1485,9 @@ static const struct reconcile_case {
      {{"dev-1", 1, 0, 0}},
      RECONCILE_NOTHING,
      NULL,
-     "no tag in the registry"},
+     "no tag in the registry",
+     NULL,
+     NULL},
     {"semver: highest in range, not the later backport",
      "semver:strava/api:^1.2",
      "reg.io/strava/api:1.2.0",
@@ -1481,7 +1496,9 @@ static const struct reconcile_case {
      {{"1.2.0", 1, 0, 0}, {"1.3.0", 2, 0, 0}, {"2.0.0", 3, 0, 0}, {"1.2.9", 4, 0, 0}},
      RECONCILE_DEPLOY,
      "1.3.0",
-     "highest version"},
+     "highest version",
+     NULL,
+     NULL},
     {"semver: never a downgrade",
      "semver:strava/api:^1",
      "reg.io/strava/api:1.3.0",
@@ -1490,7 +1507,9 @@ static const struct reconcile_case {
      {{"1.2.9", 9, 0, 0}, {"1.3.0", 1, 0, 0}},
      RECONCILE_NOTHING,
      NULL,
-     "highest version in range"},
+     "highest version in range",
+     NULL,
+     NULL},
     {"semver: nothing in range",
      "semver:strava/api:^3",
      "reg.io/strava/api:1.0.0",
@@ -1499,7 +1518,9 @@ static const struct reconcile_case {
      {{"1.2.9", 9, 0, 0}, {"2.0.0", 1, 0, 0}},
      RECONCILE_NOTHING,
      NULL,
-     "no tag"},
+     "no tag",
+     NULL,
+     NULL},
     {"exact: digest moved since the label",
      "strava/w:latest",
      "reg.io/strava/w:latest",
@@ -1508,7 +1529,9 @@ static const struct reconcile_case {
      {{"latest", 0, 'b', 1}},
      RECONCILE_DEPLOY,
      "latest",
-     "moved"},
+     "moved",
+     NULL,
+     NULL},
     {"exact: the label's digest: nothing",
      "strava/w:latest",
      "reg.io/strava/w:latest",
@@ -1517,7 +1540,9 @@ static const struct reconcile_case {
      {{"latest", 0, 'b', 1}},
      RECONCILE_NOTHING,
      NULL,
-     "current digest"},
+     "current digest",
+     NULL,
+     NULL},
     {"exact: deployed by hand: adopted",
      "strava/w:latest",
      "reg.io/strava/w:latest",
@@ -1526,7 +1551,9 @@ static const struct reconcile_case {
      {{"latest", 0, 'b', 1}},
      RECONCILE_ADOPT,
      "latest",
-     "deployed by hand"},
+     "deployed by hand",
+     NULL,
+     NULL},
     {"exact: the adopted baseline: nothing",
      "strava/w:latest",
      "reg.io/strava/w:latest",
@@ -1535,7 +1562,9 @@ static const struct reconcile_case {
      {{"latest", 0, 'b', 1}},
      RECONCILE_NOTHING,
      NULL,
-     "current digest"},
+     "current digest",
+     NULL,
+     NULL},
     {"exact: moved past the baseline",
      "strava/w:latest",
      "reg.io/strava/w:latest",
@@ -1544,7 +1573,9 @@ static const struct reconcile_case {
      {{"latest", 0, 'b', 1}},
      RECONCILE_DEPLOY,
      "latest",
-     "moved"},
+     "moved",
+     NULL,
+     NULL},
     {"exact: a pinned image's digest counts as known",
      "strava/w:latest",
      "reg.io/strava/"
@@ -1554,7 +1585,9 @@ static const struct reconcile_case {
      {{"latest", 0, 'b', 1}},
      RECONCILE_NOTHING,
      NULL,
-     "current digest"},
+     "current digest",
+     NULL,
+     NULL},
     {"exact: the app runs another tag",
      "strava/w:latest",
      "reg.io/strava/w:v1",
@@ -1563,7 +1596,65 @@ static const struct reconcile_case {
      {{"latest", 0, 'b', 1}},
      RECONCILE_DEPLOY,
      "latest",
-     "not latest"},
+     "not latest",
+     NULL,
+     NULL},
+    {"semver: a pre-release is no candidate of a range that names none",
+     "semver:strava/api:^1.4",
+     "reg.io/strava/api:1.4.0",
+     NULL,
+     NULL,
+     {{"1.4.0", 1, 0, 0}, {"1.5.0-rc.1", 9, 0, 0}, {"1.4.1", 2, 0, 0}},
+     RECONCILE_DEPLOY,
+     "1.4.1",
+     "highest version",
+     NULL,
+     NULL},
+    {"semver: the release beats its own pre-release",
+     "semver:strava/api:>=1.5.0-rc.1",
+     "reg.io/strava/api:1.5.0-rc.1",
+     NULL,
+     NULL,
+     {{"1.5.0-rc.2", 9, 0, 0}, {"1.5.0", 1, 0, 0}, {"1.6.0-rc.1", 10, 0, 0}},
+     RECONCILE_DEPLOY,
+     "1.5.0",
+     "highest version",
+     NULL,
+     NULL},
+    /* Docker Hub's official images: the app's "nginx" is the registry's "library/nginx". */
+    {"hub exact: nginx is library/nginx, same digest: nothing",
+     "docker.io/nginx:latest",
+     "nginx:latest",
+     "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+     NULL,
+     {{"latest", 0, 'b', 1}},
+     RECONCILE_NOTHING,
+     NULL,
+     "current digest",
+     "docker.io",
+     "library/nginx"},
+    {"hub glob: the app runs the newest as docker.io/nginx: nothing",
+     "docker.io/nginx:1.*",
+     "docker.io/nginx:1.27.0",
+     NULL,
+     NULL,
+     {{"1.26.0", 1, 0, 0}, {"1.27.0", 5, 0, 0}},
+     RECONCILE_NOTHING,
+     NULL,
+     "newest matching image (1.27.0)",
+     "docker.io",
+     "library/nginx"},
+    {"hub: a one-component repository elsewhere is not library/",
+     "reg.io/nginx:latest",
+     "reg.io/nginx:latest",
+     "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+     NULL,
+     {{"latest", 0, 'b', 1}},
+     RECONCILE_NOTHING,
+     NULL,
+     "current digest",
+     "reg.io",
+     "nginx"},
 };
 
 static void test_reconcile(void)
@@ -1576,9 +1667,10 @@ static void test_reconcile(void)
         for (; n < 8 && rc->tags[n].tag; n++) {
             const struct rtag *t = &rc->tags[n];
             memset(&c[n], 0, sizeof c[n]);
-            c[n].host = "reg.io";
+            c[n].host = rc->host ? rc->host : "reg.io";
             c[n].repository =
-                strchr(rc->label, ':') && !strncmp(rc->label, "semver:", 7)
+                rc->repo ? rc->repo
+                : strchr(rc->label, ':') && !strncmp(rc->label, "semver:", 7)
                     ? "strava/api"
                     : (!strncmp(rc->label, "strava/w", 8) ? "strava/w" : "strava/foo");
             c[n].tag = t->tag;
@@ -1607,6 +1699,35 @@ static void test_reconcile(void)
 }
 
 /* --- pushes without a digest (Docker Hub, Quay, Nexus webhooks) ----------------------------- */
+
+/* Docker Hub's official images: a push of library/nginx to an app running "nginx" keeps the
+ * app's spelling, so a re-delivered push of what it runs changes nothing. */
+static void test_hub_spelling(void)
+{
+    cJSON *app = app_new();
+    struct app_view v;
+    struct config cfg;
+    struct decision d;
+    memset(&cfg, 0, sizeof cfg);
+    set_image(app, "nginx:1.27.0");
+    set_label(app, "autodeploy.digest", DIGEST_B);
+    decide_app_view(app, "autodeploy", &v);
+    struct push p = mkpush("library/nginx", "1.27.0", DIGEST_B, PUSH_TS, "hub");
+    snprintf(p.host, sizeof p.host, "docker.io");
+    CHECK(decide_job(&cfg, &v, &p, 0, &d) == 0 && d.action == DECIDE_UNCHANGED,
+          "hub: the image it runs is unchanged (%d %s %s)", d.action, d.new_image, d.reason);
+    struct push q = mkpush("library/nginx", "1.27.1", DIGEST_A, PUSH_TS, "hub");
+    snprintf(q.host, sizeof q.host, "docker.io");
+    CHECK(decide_job(&cfg, &v, &q, 0, &d) == 0 && d.action == DECIDE_DEPLOY &&
+              !strcmp(d.new_image, "nginx:1.27.1"),
+          "hub: the app's spelling is kept (%s)", d.new_image);
+    struct push r = mkpush("nginx", "1.27.1", DIGEST_A, PUSH_TS, "ci");
+    set_image(app, "reg.io/library/nginx:1");
+    decide_app_view(app, "autodeploy", &v);
+    CHECK(decide_job(&cfg, &v, &r, 0, &d) == 0 && !strcmp(d.new_image, "reg.io/nginx:1.27.1"),
+          "another registry: library/nginx and nginx differ (%s)", d.new_image);
+    cJSON_Delete(app);
+}
 
 static void test_no_digest(void)
 {
@@ -1713,6 +1834,7 @@ int main(void)
 {
     test_reconcile();
     test_approve_labels();
+    test_hub_spelling();
     test_app_view();
     test_is_true();
     test_app_id();

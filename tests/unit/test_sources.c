@@ -155,6 +155,15 @@ static const struct {
      "{\"action\":\"published\",\"package\":{\"name\":\"a\",\"namespace\":\"o\",\"package_type\":"
      "\"container\",\"package_version\":{\"container_metadata\":{\"tag\":{\"name\":\"\"}}}}}",
      1, 0, 1, 0, "without a tag"},
+    /* GitHub's default content type, application/x-www-form-urlencoded: payload=<JSON>. */
+    {"github", "package",
+     "payload=%7B%22action%22%3A%22published%22%2C%22package%22%3A%7B%22name%22%3A%22a%22%2C%"
+     "22namespace%22%3A%22o%22%2C%22package_type%22%3A%22container%22%2C%22package_version%22%3A%"
+     "7B%22container_metadata%22%3A%7B%22tag%22%3A%7B%22name%22%3A%22v1%22%2C%22digest%22%3A%"
+     "22sha256%3A0a8f49daa4bed3dedfe82c8acaae7d39486b2dae264c0dbf63cae52d59e5c9e2%22%7D%7D%7D%7D%"
+     "7D",
+     1, 1, 0, 0, NULL},
+    {"github", "package", "payload=%7B%7", -1, 0, 0, 0, "URL-encoded"},
     {"dockerhub", NULL, "{\"push_data\":{}}", -1, 0, 0, 0, "repository"},
     {"dockerhub", NULL, "{\"push_data\":{\"tag\":\"1\"},\"repository\":{\"repo_name\":\"nginx\"}}",
      1, 1, 0, 0, NULL},
