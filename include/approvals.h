@@ -126,7 +126,4 @@ int approval_json(const struct approval *a, int full, struct buf *b);
  * or fails its grammar. */
 int approval_from_json(const cJSON *o, struct approval *a);
 
-/* Writes the Unix ms time t as "YYYY-MM-DDTHH:MM:SS.mmmZ" (out: at least 32 bytes). */
-void approval_time(int64_t t, char *out, size_t len);
-
 #endif

@@ -8,6 +8,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct buf {
     char *data; /* always NUL-terminated when non-NULL */
@@ -50,6 +51,10 @@ void err_printf(char *err, size_t errlen, const char *fmt, ...)
  * C string would end there, so a value read from it would be cut short and could pass for
  * another value. Callers refuse such text. */
 int json_has_escaped_nul(const char *s, size_t len);
+
+/* Writes Unix milliseconds as RFC 3339 UTC with milliseconds ("2026-12-02T04:46:15.123Z") into
+ * out (len >= 25 holds any time from year 0 to 9999). */
+void format_rfc3339_ms(int64_t unix_ms, char *out, size_t len);
 
 /* Takes ownership of the data (NUL-terminated); the buffer is left empty. */
 char *buf_steal(struct buf *b);

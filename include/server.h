@@ -35,4 +35,8 @@ void server_stop(struct server *s);
  * Returns 1 when equal. */
 int server_secret_equal(const char *a, size_t alen, const char *b, size_t blen);
 
+/* 1 when the Authorization header value h (NULL: absent) is "Bearer <token>" (scheme in any
+ * case, spaces around the token ignored), compared in constant time. */
+int server_bearer_ok(const char *h, const char *token);
+
 #endif

@@ -228,15 +228,6 @@ int approvals_json(struct approvals *s, struct buf *b)
 
 /* ---------------------------------------------------------------- JSON */
 
-void approval_time(int64_t t, char *out, size_t len)
-{
-    time_t sec = (time_t)(t / 1000);
-    struct tm tm;
-    gmtime_r(&sec, &tm);
-    size_t n = strftime(out, len, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, len - n, ".%03dZ", (int)(t % 1000));
-}
-
 static int add_str(struct buf *b, const char *key, const char *v)
 {
     int rc = buf_printf(b, ",\"%s\":", key);
@@ -247,7 +238,7 @@ static int add_time(struct buf *b, const char *key, int64_t t)
 {
     char s[40];
     if (t <= 0) return add_str(b, key, NULL);
-    approval_time(t, s, sizeof s);
+    format_rfc3339_ms(t, s, sizeof s);
     return add_str(b, key, s);
 }
 

@@ -38,19 +38,6 @@ static void error(struct buf *out, struct approvals_resp *resp, int status, cons
     buf_adds(out, "}");
 }
 
-/* 1 when the Authorization header is "Bearer <token>". */
-static int bearer_ok(const char *h, const char *token)
-{
-    if (!h || strncasecmp(h, "Bearer ", 7) != 0) return 0;
-    h += 7;
-    while (*h == ' ')
-        h++;
-    size_t hl = strlen(h);
-    while (hl && (h[hl - 1] == ' ' || h[hl - 1] == '\t'))
-        hl--;
-    return server_secret_equal(h, hl, token, strlen(token));
-}
-
 /* "/v1/approvals/{id}/approve|reject" -> id and the decision; -1 otherwise. */
 static int parse_action(const char *url, char *id, size_t idlen, int *approve)
 {
@@ -82,7 +69,7 @@ static void api_decide(struct deployer *d, const struct approvals_req *rq, struc
     }
     const char *token = config_live()->admin_token;
     if (!token) return error(out, resp, 403, "admin endpoints are disabled: set --admin-token");
-    if (!bearer_ok(rq->authorization, token)) {
+    if (!server_bearer_ok(rq->authorization, token)) {
         log_warn("approval request refused: missing or wrong bearer token", NULL);
         resp->hname = "WWW-Authenticate";
         resp->hvalue = "Bearer realm=\"autodeploy-admin\"";

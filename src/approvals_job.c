@@ -58,7 +58,7 @@ static void report_approval(const struct approval *a, enum report_kind kind, con
     job_copy(r.approval_via, sizeof r.approval_via, a->decided_via);
     job_copy(r.reason, sizeof r.reason, reason);
     if (kind == REPORT_AWAITING_APPROVAL)
-        approval_time(a->expires_ms, r.approval_expires, sizeof r.approval_expires);
+        format_rfc3339_ms(a->expires_ms, r.approval_expires, sizeof r.approval_expires);
     report_emit(&r);
 }
 
@@ -94,7 +94,7 @@ static void expired(struct deployer *d, const struct approval *a)
 static void awaiting(struct job *j, const struct approval *a)
 {
     char why[REPORT_TEXT_MAX], until[40];
-    approval_time(a->expires_ms, until, sizeof until);
+    format_rfc3339_ms(a->expires_ms, until, sizeof until);
     snprintf(why, sizeof why, "waiting for a person to approve it (approval %s, until %s)", a->id,
              until);
     record_approval(j->d, j->record, a);

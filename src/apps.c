@@ -29,12 +29,8 @@ static int is_written(const char *key)
 
 static int add_iso_ms(struct buf *b, int64_t ms)
 {
-    time_t s = (time_t)(ms / 1000);
-    struct tm tm;
     char t[40];
-    gmtime_r(&s, &tm);
-    size_t n = strftime(t, sizeof t, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(t + n, sizeof t - n, ".%03dZ", (int)(ms % 1000));
+    format_rfc3339_ms(ms, t, sizeof t);
     return buf_add_json_string(b, t);
 }
 

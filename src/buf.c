@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 void buf_init(struct buf *b, size_t max)
 {
@@ -151,4 +152,13 @@ int json_has_escaped_nul(const char *s, size_t len)
         if (slashes % 2 == 0) return 1;
     }
     return 0;
+}
+
+void format_rfc3339_ms(int64_t unix_ms, char *out, size_t len)
+{
+    time_t sec = (time_t)(unix_ms / 1000);
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    size_t n = strftime(out, len, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, len - n, ".%03dZ", (int)(unix_ms % 1000));
 }

@@ -130,12 +130,8 @@ static void add_ms_time(struct buf *b, const char *key, int64_t ms)
         buf_adds(b, "null");
         return;
     }
-    time_t s = (time_t)(ms / 1000);
-    struct tm tm;
     char t[40];
-    gmtime_r(&s, &tm);
-    size_t n = strftime(t, sizeof t, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(t + n, sizeof t - n, ".%03dZ", (int)(ms % 1000));
+    format_rfc3339_ms(ms, t, sizeof t);
     buf_add_json_string(b, t);
 }
 

@@ -250,11 +250,9 @@ int server_secret_equal(const char *a, size_t alen, const char *b, size_t blen)
     return diff == 0;
 }
 
-/* 1 when the Authorization header is "Bearer <token>". */
-static int bearer_ok(struct MHD_Connection *c, const char *token)
+int server_bearer_ok(const char *h, const char *token)
 {
-    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (!h || strncasecmp(h, "Bearer ", 7) != 0) return 0;
+    if (!h || !token || strncasecmp(h, "Bearer ", 7) != 0) return 0;
     h += 7;
     while (*h == ' ')
         h++;
@@ -262,6 +260,13 @@ static int bearer_ok(struct MHD_Connection *c, const char *token)
     while (hl && (h[hl - 1] == ' ' || h[hl - 1] == '\t'))
         hl--;
     return server_secret_equal(h, hl, token, strlen(token));
+}
+
+/* 1 when the request's Authorization header is "Bearer <token>". */
+static int bearer_ok(struct MHD_Connection *c, const char *token)
+{
+    return server_bearer_ok(
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION), token);
 }
 
 static enum MHD_Result respond(struct MHD_Connection *c, int status, const char *ctype,
