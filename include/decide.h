@@ -145,12 +145,20 @@ enum decide_verified {
     VERIFIED_FAIL,       /* it could not be asked in time, --verify-push require: failed */
 };
 
+/* How long after a job first asks a tag missing or pointing at another digest may still be the
+ * registry's own lag: Docker's registry (distribution, registry/handlers/manifests.go,
+ * PutManifest) sends the push notification from manifests.Put and links the tag only after it,
+ * so the first question can come before the tag exists or moves. */
+#define DECIDE_VERIFY_SETTLE_MS 1000
+
 /* Applies --verify-push mode ("require", "warn", "off") to the registry's answer a about push
  * p, whose image is image (for the reason). out_of_time: no retry is possible any more.
- * reason (DECIDE_REASON_MAX) receives why, for anything but VERIFIED_DEPLOY. */
+ * settled: the registry had DECIDE_VERIFY_SETTLE_MS to link the tag; before, a missing or
+ * moved tag is asked again (VERIFIED_RETRY) rather than judged. reason (DECIDE_REASON_MAX)
+ * receives why, for anything but VERIFIED_DEPLOY. */
 enum decide_verified decide_verify(const char *mode, const struct push *p, const char *image,
-                                   const struct verify_answer *a, int out_of_time, char *reason,
-                                   size_t len);
+                                   const struct verify_answer *a, int out_of_time, int settled,
+                                   char *reason, size_t len);
 
 /* A push that came without a digest (Docker Hub, Quay, Nexus webhooks) takes the one the
  * registry answered for its tag (a->res REGISTRY_OK), so that it deploys, labels and is judged

@@ -119,6 +119,8 @@ struct job {
     int64_t accepted_at;        /* monotonic ms, 0 before */
     int sent_unanswered;        /* an update went out and its answer was lost */
     int verified;               /* the registry was asked (or need not be) */
+    int64_t verify_first;       /* monotonic ms of the job's first registry answer, 0 before */
+    int64_t verify_seen;        /* when the answer the job last judged was taken (verify.c) */
     char note[REPORT_TEXT_MAX]; /* said with the deployment, e.g. that it was not verified */
 };
 

@@ -264,20 +264,26 @@ int decide_job(const struct config *cfg, const struct app_view *v, const struct 
 }
 
 enum decide_verified decide_verify(const char *mode, const struct push *p, const char *image,
-                                   const struct verify_answer *a, int out_of_time, char *reason,
-                                   size_t len)
+                                   const struct verify_answer *a, int out_of_time, int settled,
+                                   char *reason, size_t len)
 {
     reason[0] = '\0';
     if (!mode || !strcmp(mode, "off")) return VERIFIED_DEPLOY;
+    int final = settled || out_of_time;
     if (a->res == REGISTRY_OK) {
         if (!p->digest[0] || !strcmp(a->digest, p->digest)) return VERIFIED_DEPLOY;
-        snprintf(reason, len, "superseded in the registry by %.80s (the tag moved since this push)",
+        snprintf(reason, len,
+                 final ? "superseded in the registry by %.80s (the tag moved since this push)"
+                       : "the registry's tag still points at %.80s: asking again",
                  a->digest);
-        return VERIFIED_MOVED;
+        return final ? VERIFIED_MOVED : VERIFIED_RETRY;
     }
     if (a->res == REGISTRY_NOT_FOUND) {
-        snprintf(reason, len, "the image is not in the registry (%.300s)", image);
-        return VERIFIED_MISSING;
+        snprintf(reason, len,
+                 final ? "the image is not in the registry (%.300s)"
+                       : "the registry does not have %.300s yet: asking again",
+                 image);
+        return final ? VERIFIED_MISSING : VERIFIED_RETRY;
     }
     if (!out_of_time) return VERIFIED_RETRY;
     const char *what = a->res == REGISTRY_AUTH          ? "registry refused the credentials"

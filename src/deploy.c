@@ -489,7 +489,7 @@ static const char *plan_registry(struct deployer *d, const struct push *p, const
         m->n++;
     }
     if (i == m->n) return "";
-    if (decide_verify(mode, p, image, &m->a[i], 1, why, len) == VERIFIED_MISSING) return why;
+    if (decide_verify(mode, p, image, &m->a[i], 1, 1, why, len) == VERIFIED_MISSING) return why;
     if (m->a[i].res == REGISTRY_OK) snprintf(why, len, "has it: %s", m->a[i].digest);
     return why;
 }
