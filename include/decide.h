@@ -40,7 +40,9 @@ struct app_view {
     const char *channel;         /* label autodeploy.slack-channel */
     const char *pattern;         /* the configured label's value */
     int paused, pin, force;      /* labels autodeploy.paused / pin-digest / force = true */
-    int approve;                 /* label autodeploy.approve = true: a person approves each push */
+    int approve;                 /* label autodeploy.approve: 1 a person approves each push, 0 not,
+                                    -1 unreadable (decide_approve_label) */
+    const char *approve_label;   /* its value as written (for the reason) */
     const char *approve_timeout; /* label autodeploy.approve-timeout (a duration) */
     int instances;               /* -1 when absent */
     const char *deployment;      /* first entry of "deployments", NULL when none runs */
@@ -58,6 +60,12 @@ int decide_version_cmp(const char *a, const char *b);
 
 /* 1 for "true", "yes" or "1" (the label convention), else 0. */
 int decide_is_true(const char *v);
+
+/* The label autodeploy.approve: 1 for true, yes, on or 1, 0 when absent or false, no, off or 0
+ * (any case), -1 for anything else. A safety gate fails closed: "True" (what a generator
+ * writes for a boolean) asks for approval, and a typo ("ture") deploys nothing, reported, rather
+ * than deploying without asking. */
+int decide_approve_label(const char *v);
 
 /* How long a pending approval of app v waits for a person: its label
  * autodeploy.approve-timeout ("90s", "30m", "1h", a bare number of seconds), else def_ms

@@ -116,6 +116,13 @@ int job_approval_gate(struct job *j, const struct app_view *v, const struct deci
     const struct push *p = j->p;
     char why[REPORT_TEXT_MAX];
     if (!v->approve) return 1;
+    if (v->approve < 0) {
+        snprintf(why, sizeof why,
+                 "invalid label autodeploy.approve \"%.60s\": expected true or false (nothing "
+                 "deploys to this app until it reads one or the other)",
+                 v->approve_label ? v->approve_label : "(not a string)");
+        return refuse(j, "skipped", REPORT_SKIPPED, why);
+    }
     struct approval a, sup[MAX_SUPERSEDED];
     if (p->approval[0] && approvals_get(d->approvals, p->approval, &a) == 0 &&
         !strcmp(a.app_id, j->app_id)) {

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 const char *const decide_own_labels[] = {"autodeploy.digest", "autodeploy.pushed-by",
                                          "autodeploy.deployed-at", "autodeploy.pushed-at", NULL};
@@ -22,6 +23,18 @@ static const char *jstr(const cJSON *o, const char *k)
 int decide_is_true(const char *v)
 {
     return v && (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "1"));
+}
+
+int decide_approve_label(const char *v)
+{
+    static const char *const yes[] = {"true", "yes", "on", "1"}, *const no[] = {"false", "no",
+                                                                                "off", "0"};
+    if (!v) return 0;
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+        if (!strcasecmp(v, yes[i])) return 1;
+        if (!strcasecmp(v, no[i])) return 0;
+    }
+    return -1;
 }
 
 int decide_app_view(const cJSON *app, const char *label, struct app_view *v)
@@ -45,7 +58,11 @@ int decide_app_view(const cJSON *app, const char *label, struct app_view *v)
     v->paused = decide_is_true(jstr(labels, "autodeploy.paused"));
     v->pin = decide_is_true(jstr(labels, "autodeploy.pin-digest"));
     v->force = decide_is_true(jstr(labels, "autodeploy.force"));
-    v->approve = decide_is_true(jstr(labels, "autodeploy.approve"));
+    v->approve_label = jstr(labels, "autodeploy.approve");
+    v->approve = decide_approve_label(v->approve_label);
+    /* A label that is there but not a string (Marathon refuses those) is unreadable too. */
+    if (!v->approve_label && cJSON_GetObjectItemCaseSensitive(labels, "autodeploy.approve"))
+        v->approve = -1;
     v->approve_timeout = jstr(labels, "autodeploy.approve-timeout");
     const cJSON *inst = cJSON_GetObjectItemCaseSensitive(app, "instances");
     if (cJSON_IsNumber(inst)) v->instances = inst->valueint;

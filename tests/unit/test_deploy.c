@@ -1227,6 +1227,29 @@ static void approval_expires(void)
     deployer_free(d);
 }
 
+/* autodeploy.approve fails closed: "True" asks, a typo deploys nothing (reported). */
+static void approval_label_spelling(void)
+{
+    setup(M1, "strava/foo:master-*", 1);
+    set_label_now("autodeploy.approve", "True");
+    struct deployer *d = make("");
+    struct push p = mkpush("strava/foo", "master-2", 'b', NULL);
+    run(d, &p, 1);
+    CHECK_STR(state_of(d), "awaiting_approval", "\"True\" asks for approval");
+    CHECK(count("PATCH", "/") == 0, "nothing deployed before approval");
+    deployer_free(d);
+
+    setup(M1, "strava/foo:master-*", 1);
+    set_label_now("autodeploy.approve", "ture");
+    d = make("");
+    run(d, &p, 1);
+    CHECK_STR(state_of(d), "skipped", "a typo fails closed");
+    CHECK(strstr(field_of(d, 0, 0, "reason"), "invalid label autodeploy.approve \"ture\"") != NULL,
+          "the reason names the label: %s", field_of(d, 0, 0, "reason"));
+    CHECK(count("PATCH", "/") == 0, "nothing deployed");
+    deployer_free(d);
+}
+
 static void approval_label_invalid_timeout(void)
 {
     approval_gated("soon");
@@ -1360,6 +1383,7 @@ int main(void)
     approval_superseded();
     approval_expires();
     approval_label_invalid_timeout();
+    approval_label_spelling();
     approval_of_another_app();
     approval_survives_restart();
     setup(M1, "x", 1); /* frees the model */
