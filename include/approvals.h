@@ -78,9 +78,11 @@ void approvals_free(struct approvals *s);
 int approvals_create(struct approvals *s, const struct approval *a, struct approval *sup,
                      size_t max_sup, size_t *n_sup);
 
-/* Puts back an approval read from the state file, as it is (no transition). -1 when full or
- * the id is taken. */
-int approvals_restore(struct approvals *s, const struct approval *a);
+/* Puts back an approval read from the state file, as it is. -1 when full or the id is taken.
+ * One app has one pending approval at most, whatever the file says (a superseded line lost to
+ * a failed write): when a is pending and another approval of its app is too, the older of the
+ * two becomes superseded by the newer, is copied to *sup and 1 is returned; else 0. */
+int approvals_restore(struct approvals *s, const struct approval *a, struct approval *sup);
 
 /* Approves (approve=1) or rejects approval id for by (<= APPROVAL_BY_MAX-1 bytes, else cut at
  * a character boundary) through via, at now. out (may be NULL) receives the approval after the

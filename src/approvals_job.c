@@ -352,8 +352,19 @@ void approvals_restore_from(struct deployer *d, struct journal *j)
                            "waiting for a person to approve it (kept in --state-file)", NULL);
                 pending++;
             }
-            if (approvals_restore(d->approvals, &a) < 0)
+            struct approval sup;
+            int rc = approvals_restore(d->approvals, &a, &sup);
+            if (rc < 0)
                 log_warn("approval from the state file not restored", "approval", a.id, NULL);
+            if (rc == 1) {
+                char why[REPORT_TEXT_MAX];
+                snprintf(why, sizeof why,
+                         "approval %s of the same app is newer (both were pending in the state "
+                         "file); %s can no longer be approved",
+                         sup.superseded_by, sup.id);
+                ended(d, &sup, "superseded", REPORT_SUPERSEDED, why);
+                pending--;
+            }
         }
         cJSON_Delete(o);
         free(lines[i]);

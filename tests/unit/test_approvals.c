@@ -302,8 +302,32 @@ static void slack_replays(void)
     slackact_seen_free(s);
 }
 
+/* A state file with two pending approvals of one app (the superseded line of the older lost
+ * to a failed write): whatever their order, only the newer stays pending. */
+static void restored_twice_pending_for_one_app(void)
+{
+    for (int order = 0; order < 2; order++) {
+        struct approvals *s = approvals_new(0);
+        struct approval a = mk(ID1, "/prod/api", 'a', T0), b = mk(ID2, "/prod/api", 'b', T0 + 10);
+        struct approval c = mk(ID3, "/prod/web", 'c', T0 + 5), sup, out;
+        CHECK(approvals_restore(s, order ? &b : &a, &sup) == 0, "the first is restored");
+        CHECK(approvals_restore(s, &c, &sup) == 0, "another app's is no concern");
+        CHECK(approvals_restore(s, order ? &a : &b, &sup) == 1 && !strcmp(sup.id, ID1) &&
+                  sup.state == APPROVAL_SUPERSEDED && !strcmp(sup.superseded_by, ID2),
+              "order %d: the older is superseded", order);
+        CHECK(approvals_decide(s, ID1, 1, "mallory", "slack", T0 + 30, &out) ==
+                  APPROVAL_NOT_PENDING,
+              "order %d: the older cannot be approved", order);
+        CHECK(approvals_pending_for(s, "/prod/api", &out) == 0 && !strcmp(out.id, ID2),
+              "order %d: the newer is the app's pending approval", order);
+        CHECK(approvals_pending_count(s) == 2, "order %d: two pending in all", order);
+        approvals_free(s);
+    }
+}
+
 int main(void)
 {
+    restored_twice_pending_for_one_app();
     created_pending_then_approved_once();
     rejected();
     superseded_by_newer_push();
