@@ -91,8 +91,9 @@ enum approval_result approvals_decide(struct approvals *s, const char *id, int a
                                       const char *by, const char *via, int64_t now,
                                       struct approval *out);
 
-/* Expires every pending approval whose expires_ms <= now; copies up to max of them to out.
- * Returns how many expired (all of them, even past max). */
+/* Expires the pending approvals whose expires_ms <= now, at most max of them, copied to out
+ * (every approval that expires is handed back: its report and record depend on it). Returns
+ * how many expired; when that is max, more may be due (call again). */
 size_t approvals_expire(struct approvals *s, int64_t now, struct approval *out, size_t max);
 
 /* Copies approval id to out; -1 when unknown. */

@@ -167,10 +167,10 @@ size_t approvals_expire(struct approvals *s, int64_t now, struct approval *out, 
     for (size_t i = 0; i < s->n; i++) {
         struct approval *a = &s->v[i];
         if (a->state != APPROVAL_PENDING || now < a->expires_ms) continue;
+        if (n == max) break; /* the rest in the next call: each one is reported */
         a->state = APPROVAL_EXPIRED;
         a->decided_ms = now;
-        if (n < max) out[n] = *a;
-        n++;
+        out[n++] = *a;
     }
     pthread_mutex_unlock(&s->mu);
     return n;

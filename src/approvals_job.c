@@ -320,9 +320,9 @@ void deployer_approvals_tick(struct deployer *d)
     size_t n;
     do {
         n = approvals_expire(d->approvals, approval_now(d), out, 16);
-        for (size_t i = 0; i < n && i < 16; i++)
+        for (size_t i = 0; i < n; i++)
             expired(d, &out[i]);
-    } while (n > 16);
+    } while (n == 16);
 }
 
 void *approvals_timer_main(void *arg)

@@ -118,6 +118,25 @@ static void expiry(void)
               out[0].state == APPROVAL_EXPIRED,
           "one past its time-out before the timer ran expires when someone tries it");
     approvals_free(s);
+
+    /* More due at once than the caller takes (one push to 20 gated apps, or a restart after
+     * a long stop): each call expires only what it hands back; none expires unreported. */
+    s = approvals_new(0);
+    for (int i = 0; i < 5; i++) {
+        char id[40], app[32];
+        snprintf(id, sizeof id, "%032x", i + 1);
+        snprintf(app, sizeof app, "/prod/app%d", i);
+        a = mk(id, app, 'a', T0);
+        approvals_create(s, &a, sup, 4, &n);
+    }
+    size_t total = 0, got;
+    while ((got = approvals_expire(s, T0 + HOUR, out, 2)) > 0) {
+        CHECK(got <= 2, "at most max at a time (%zu)", got);
+        total += got;
+        CHECK(approvals_pending_count(s) == 5 - total, "only those handed back expired");
+    }
+    CHECK(total == 5, "all five handed back in turn (%zu)", total);
+    approvals_free(s);
 }
 
 static void bounded(void)

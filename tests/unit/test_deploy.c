@@ -5,6 +5,7 @@
  * small model of the app, its deployments and other writers (an operator, an autoscaler) acting
  * at set times. Every scenario of a minute of Marathon time runs in microseconds.
  */
+#include "approvals.h"
 #include "deploy.h"
 #include "journal.h"
 #include "log.h"
@@ -1250,6 +1251,56 @@ static void approval_label_spelling(void)
     deployer_free(d);
 }
 
+/* Twenty approvals expired while autodeployd was stopped (one push to twenty gated apps):
+ * the first tick reports every one of them, not sixteen. */
+static void approvals_expired_in_one_tick_all_reported(void)
+{
+    char dir[] = "/tmp/autodeploy-expiry-XXXXXX", path[64];
+    if (!mkdtemp(dir)) return;
+    snprintf(path, sizeof path, "%s/state", dir);
+    struct push *pending;
+    size_t n;
+    int paused;
+    char err[256];
+    setup(M1, "strava/foo:master-*", 1);
+    struct journal *j = journal_open(path, &pending, &n, &paused, err, sizeof err);
+    free(pending);
+    for (int i = 0; i < 20; i++) {
+        struct approval a;
+        memset(&a, 0, sizeof a);
+        snprintf(a.id, sizeof a.id, "%032x", i + 1);
+        snprintf(a.app_id, sizeof a.app_id, "/prod/app%d", i);
+        a.push = mkpush("strava/foo", "master-2", 'b', NULL);
+        snprintf(a.new_image, sizeof a.new_image, "%s", M2);
+        a.created_ms = 1000;
+        a.expires_ms = 2000; /* long past */
+        struct buf b;
+        buf_init(&b, 1 << 16);
+        approval_json(&a, 1, &b);
+        journal_put_approval(j, a.id, b.data, 1);
+        buf_free(&b);
+    }
+    journal_close(j);
+    j = journal_open(path, &pending, &n, &paused, err, sizeof err);
+    free(pending);
+    struct deployer *d = make("");
+    deployer_set_journal(d, j);
+    nreps = 0;
+    deployer_approvals_tick(d);
+    int expired = 0;
+    for (int i = 0; i < nreps; i++)
+        expired += reps[i].kind == REPORT_APPROVAL_EXPIRED;
+    CHECK(expired == 20, "every expired approval is reported (%d of 20)", expired);
+    int still = 0;
+    for (int i = 0; i < 20; i++)
+        still += !strcmp(field_of(d, 1, i, "state"), "pending");
+    CHECK(still == 0, "none is left pending (%d)", still);
+    deployer_free(d);
+    journal_close(j);
+    unlink(path);
+    rmdir(dir);
+}
+
 static void approval_label_invalid_timeout(void)
 {
     approval_gated("soon");
@@ -1384,6 +1435,7 @@ int main(void)
     approval_expires();
     approval_label_invalid_timeout();
     approval_label_spelling();
+    approvals_expired_in_one_tick_all_reported();
     approval_of_another_app();
     approval_survives_restart();
     setup(M1, "x", 1); /* frees the model */
