@@ -78,9 +78,11 @@ void approvals_free(struct approvals *s);
 int approvals_create(struct approvals *s, const struct approval *a, struct approval *sup,
                      size_t max_sup, size_t *n_sup);
 
-/* Puts back an approval read from the state file, as it is (no transition). -1 when full or
- * the id is taken. */
-int approvals_restore(struct approvals *s, const struct approval *a);
+/* Puts back an approval read from the state file, as it is. -1 when full or the id is taken.
+ * One app has one pending approval at most, whatever the file says (a superseded line lost to
+ * a failed write): when a is pending and another approval of its app is too, the older of the
+ * two becomes superseded by the newer, is copied to *sup and 1 is returned; else 0. */
+int approvals_restore(struct approvals *s, const struct approval *a, struct approval *sup);
 
 /* Approves (approve=1) or rejects approval id for by (<= APPROVAL_BY_MAX-1 bytes, else cut at
  * a character boundary) through via, at now. out (may be NULL) receives the approval after the
@@ -89,8 +91,9 @@ enum approval_result approvals_decide(struct approvals *s, const char *id, int a
                                       const char *by, const char *via, int64_t now,
                                       struct approval *out);
 
-/* Expires every pending approval whose expires_ms <= now; copies up to max of them to out.
- * Returns how many expired (all of them, even past max). */
+/* Expires the pending approvals whose expires_ms <= now, at most max of them, copied to out
+ * (every approval that expires is handed back: its report and record depend on it). Returns
+ * how many expired; when that is max, more may be due (call again). */
 size_t approvals_expire(struct approvals *s, int64_t now, struct approval *out, size_t max);
 
 /* Copies approval id to out; -1 when unknown. */

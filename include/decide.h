@@ -40,7 +40,9 @@ struct app_view {
     const char *channel;         /* label autodeploy.slack-channel */
     const char *pattern;         /* the configured label's value */
     int paused, pin, force;      /* labels autodeploy.paused / pin-digest / force = true */
-    int approve;                 /* label autodeploy.approve = true: a person approves each push */
+    int approve;                 /* label autodeploy.approve: 1 a person approves each push, 0 not,
+                                    -1 unreadable (decide_approve_label) */
+    const char *approve_label;   /* its value as written (for the reason) */
     const char *approve_timeout; /* label autodeploy.approve-timeout (a duration) */
     int instances;               /* -1 when absent */
     const char *deployment;      /* first entry of "deployments", NULL when none runs */
@@ -58,6 +60,12 @@ int decide_version_cmp(const char *a, const char *b);
 
 /* 1 for "true", "yes" or "1" (the label convention), else 0. */
 int decide_is_true(const char *v);
+
+/* The label autodeploy.approve: 1 for true, yes, on or 1, 0 when absent or false, no, off or 0
+ * (any case), -1 for anything else. A safety gate fails closed: "True" (what a generator
+ * writes for a boolean) asks for approval, and a typo ("ture") deploys nothing, reported, rather
+ * than deploying without asking. */
+int decide_approve_label(const char *v);
 
 /* How long a pending approval of app v waits for a person: its label
  * autodeploy.approve-timeout ("90s", "30m", "1h", a bare number of seconds), else def_ms
@@ -145,12 +153,20 @@ enum decide_verified {
     VERIFIED_FAIL,       /* it could not be asked in time, --verify-push require: failed */
 };
 
+/* How long after a job first asks a tag missing or pointing at another digest may still be the
+ * registry's own lag: Docker's registry (distribution, registry/handlers/manifests.go,
+ * PutManifest) sends the push notification from manifests.Put and links the tag only after it,
+ * so the first question can come before the tag exists or moves. */
+#define DECIDE_VERIFY_SETTLE_MS 1000
+
 /* Applies --verify-push mode ("require", "warn", "off") to the registry's answer a about push
  * p, whose image is image (for the reason). out_of_time: no retry is possible any more.
- * reason (DECIDE_REASON_MAX) receives why, for anything but VERIFIED_DEPLOY. */
+ * settled: the registry had DECIDE_VERIFY_SETTLE_MS to link the tag; before, a missing or
+ * moved tag is asked again (VERIFIED_RETRY) rather than judged. reason (DECIDE_REASON_MAX)
+ * receives why, for anything but VERIFIED_DEPLOY. */
 enum decide_verified decide_verify(const char *mode, const struct push *p, const char *image,
-                                   const struct verify_answer *a, int out_of_time, char *reason,
-                                   size_t len);
+                                   const struct verify_answer *a, int out_of_time, int settled,
+                                   char *reason, size_t len);
 
 /* A push that came without a digest (Docker Hub, Quay, Nexus webhooks) takes the one the
  * registry answered for its tag (a->res REGISTRY_OK), so that it deploys, labels and is judged

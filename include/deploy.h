@@ -88,7 +88,9 @@ int deployer_plan_json(struct deployer *d, const char *image_ref, struct buf *b)
 /* Appends {"apps":[{"id","image","label","patterns":[...],"label_error","labels":{the
  * operator's autodeploy.* labels},"paused","digest","pushed_by","last":{"seq","state","image",
  * "reason","at"}|null}]}: the apps carrying the label (one Marathon listing, no retry; call it
- * from a thread that may wait for Marathon) with the newest record of each. Returns the HTTP
+ * from a thread that may wait for Marathon; a listing, or its failure, is shared by the calls
+ * of the next 2 s, so that consoles and scripts cannot make autodeployd read Marathon more
+ * often than that) with the newest record of each. Returns the HTTP
  * status to answer: 200, or 502 when Marathon cannot be read (b then holds {"error"}). */
 int deployer_apps_json(struct deployer *d, struct buf *b);
 

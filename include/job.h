@@ -91,6 +91,7 @@ struct deployer {
     uint64_t seq;
     struct approvals *approvals;      /* label autodeploy.approve (approvals_job.c) */
     struct slackact_seen *slack_seen; /* Slack interaction signatures seen (replays) */
+    struct apps_share *apps_share;    /* GET /v1/apps: Marathon's listing, shared (apps.c) */
     int64_t wall_base, mono_base;     /* approvals' Unix ms = wall_base + (now - mono_base) */
     pthread_t approval_timer;
     int approval_timer_started;
@@ -127,6 +128,8 @@ struct job {
     int64_t accepted_at;        /* monotonic ms, 0 before */
     int sent_unanswered;        /* an update went out and its answer was lost */
     int verified;               /* the registry was asked (or need not be) */
+    int64_t verify_first;       /* monotonic ms of the job's first registry answer, 0 before */
+    int64_t verify_seen;        /* when the answer the job last judged was taken (verify.c) */
     char note[REPORT_TEXT_MAX]; /* said with the deployment, e.g. that it was not verified */
 };
 
@@ -166,6 +169,11 @@ void verify_cache_free(struct verify_cache *c);
 /* Asks the registry at host for the chosen push's tag, sharing answers between the jobs of one
  * push (see verify.c). */
 void job_verify(struct job *j, const char *host, struct verify_answer *out);
+
+/* ---- apps.c */
+struct apps_share;
+struct apps_share *apps_share_new(void);
+void apps_share_free(struct apps_share *s);
 
 /* ---- reconcile.c (see there) */
 struct reconciler;

@@ -95,13 +95,26 @@ out:
     return rc;
 }
 
-int approvals_restore(struct approvals *s, const struct approval *a)
+int approvals_restore(struct approvals *s, const struct approval *a, struct approval *sup)
 {
     pthread_mutex_lock(&s->mu);
     int rc = -1;
     if (a->id[0] && !find(s, a->id) && make_room(s) == 0) {
-        s->v[s->n++] = *a;
+        struct approval *nw = &s->v[s->n++];
+        *nw = *a;
         rc = 0;
+        for (size_t i = 0; nw->state == APPROVAL_PENDING && i + 1 < s->n; i++) {
+            struct approval *o = &s->v[i];
+            if (o->state != APPROVAL_PENDING || strcmp(o->app_id, nw->app_id) != 0) continue;
+            struct approval *older = o->created_ms <= nw->created_ms ? o : nw;
+            struct approval *newer = older == o ? nw : o;
+            older->state = APPROVAL_SUPERSEDED;
+            older->decided_ms = newer->created_ms;
+            memcpy(older->superseded_by, newer->id, sizeof older->superseded_by);
+            *sup = *older;
+            rc = 1;
+            break;
+        }
     }
     pthread_mutex_unlock(&s->mu);
     return rc;
@@ -154,10 +167,10 @@ size_t approvals_expire(struct approvals *s, int64_t now, struct approval *out, 
     for (size_t i = 0; i < s->n; i++) {
         struct approval *a = &s->v[i];
         if (a->state != APPROVAL_PENDING || now < a->expires_ms) continue;
+        if (n == max) break; /* the rest in the next call: each one is reported */
         a->state = APPROVAL_EXPIRED;
         a->decided_ms = now;
-        if (n < max) out[n] = *a;
-        n++;
+        out[n++] = *a;
     }
     pthread_mutex_unlock(&s->mu);
     return n;

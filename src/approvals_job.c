@@ -116,6 +116,13 @@ int job_approval_gate(struct job *j, const struct app_view *v, const struct deci
     const struct push *p = j->p;
     char why[REPORT_TEXT_MAX];
     if (!v->approve) return 1;
+    if (v->approve < 0) {
+        snprintf(why, sizeof why,
+                 "invalid label autodeploy.approve \"%.60s\": expected true or false (nothing "
+                 "deploys to this app until it reads one or the other)",
+                 v->approve_label ? v->approve_label : "(not a string)");
+        return refuse(j, "skipped", REPORT_SKIPPED, why);
+    }
     struct approval a, sup[MAX_SUPERSEDED];
     if (p->approval[0] && approvals_get(d->approvals, p->approval, &a) == 0 &&
         !strcmp(a.app_id, j->app_id)) {
@@ -313,9 +320,9 @@ void deployer_approvals_tick(struct deployer *d)
     size_t n;
     do {
         n = approvals_expire(d->approvals, approval_now(d), out, 16);
-        for (size_t i = 0; i < n && i < 16; i++)
+        for (size_t i = 0; i < n; i++)
             expired(d, &out[i]);
-    } while (n > 16);
+    } while (n == 16);
 }
 
 void *approvals_timer_main(void *arg)
@@ -345,8 +352,19 @@ void approvals_restore_from(struct deployer *d, struct journal *j)
                            "waiting for a person to approve it (kept in --state-file)", NULL);
                 pending++;
             }
-            if (approvals_restore(d->approvals, &a) < 0)
+            struct approval sup;
+            int rc = approvals_restore(d->approvals, &a, &sup);
+            if (rc < 0)
                 log_warn("approval from the state file not restored", "approval", a.id, NULL);
+            if (rc == 1) {
+                char why[REPORT_TEXT_MAX];
+                snprintf(why, sizeof why,
+                         "approval %s of the same app is newer (both were pending in the state "
+                         "file); %s can no longer be approved",
+                         sup.superseded_by, sup.id);
+                ended(d, &sup, "superseded", REPORT_SUPERSEDED, why);
+                pending--;
+            }
         }
         cJSON_Delete(o);
         free(lines[i]);

@@ -4,8 +4,12 @@
  * what autodeployd last wrote, and the newest of the deployer's records for each app.
  *
  * One Marathon listing per request, on the server's plan thread (never an HTTP thread); no
- * retry (the console asks again in a few seconds). The listing is parsed with cJSON: this
- * view needs whole label objects, which the matcher's scanner (listing.h) does not keep.
+ * retry (the console asks again in a few seconds). The listing, or why it failed, is shared by
+ * the requests of the next APPS_SHARE_MS: the view is open to every console and script with the
+ * read token (to anyone without --ui-token), and however many ask, Marathon is asked at most
+ * once per interval (the server's MAX_PLANS alone bounded how many at a time, not how often).
+ * The listing is parsed with cJSON: this view needs whole label objects, which the matcher's
+ * scanner (listing.h) does not keep.
  */
 #include "job.h"
 
@@ -15,6 +19,99 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#define APPS_SHARE_MS 2000
+
+struct apps_share {
+    pthread_mutex_t mu;
+    int has;     /* an answer is kept */
+    int64_t at;  /* job_now when it was taken */
+    char *label; /* the label it lists (--label may change on SIGHUP) */
+    char *body;  /* Marathon's listing (NUL-terminated), NULL when err says why not */
+    size_t len;
+    char err[512];
+};
+
+struct apps_share *apps_share_new(void)
+{
+    struct apps_share *s = calloc(1, sizeof *s);
+    if (s) pthread_mutex_init(&s->mu, NULL);
+    return s;
+}
+
+void apps_share_free(struct apps_share *s)
+{
+    if (!s) return;
+    pthread_mutex_destroy(&s->mu);
+    free(s->label);
+    free(s->body);
+    free(s);
+}
+
+/* Marathon's listing of the apps carrying label: 0 with *body (malloc'd, NUL-terminated, *len
+ * bytes; the caller frees it), or -1 with err. Shared for APPS_SHARE_MS. */
+static int listing(struct deployer *d, const char *label, char **body, size_t *len, char *err,
+                   size_t errlen)
+{
+    struct apps_share *s = d->apps_share;
+    *body = NULL;
+    *len = 0;
+    err[0] = '\0';
+    int64_t now = job_now(d);
+    pthread_mutex_lock(&s->mu);
+    int fresh = s->has && now - s->at < APPS_SHARE_MS && !strcmp(s->label, label);
+    if (fresh && s->body) {
+        *body = malloc(s->len + 1);
+        if (*body) memcpy(*body, s->body, s->len + 1);
+        *len = s->len;
+    } else if (fresh) {
+        snprintf(err, errlen, "%s", s->err);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (fresh) {
+        if (!*body && !err[0]) snprintf(err, errlen, "out of memory");
+        return *body ? 0 : -1;
+    }
+
+    struct buf path;
+    buf_init(&path, 4096);
+    marathon_label_query(label, &path);
+    struct httpc_resp resp;
+    int got = job_request(d, "GET", path.data, NULL, &resp);
+    buf_free(&path);
+    if (got != 0 || resp.status != 200) {
+        marathon_error_text(&resp, err, errlen);
+    } else {
+        *len = resp.body.len;
+        *body = malloc(*len + 1);
+        if (*body) {
+            if (*len) memcpy(*body, resp.body.data, *len);
+            (*body)[*len] = '\0';
+        } else {
+            snprintf(err, errlen, "out of memory");
+        }
+    }
+    httpc_resp_free(&resp);
+    /* Kept for the next requests (a copy; an out-of-memory copy is simply not kept). */
+    char *keep = *body ? malloc(*len + 1) : NULL, *lab = strdup(label);
+    pthread_mutex_lock(&s->mu);
+    if (lab && (keep || !*body)) {
+        if (keep) memcpy(keep, *body, *len + 1);
+        free(s->body);
+        free(s->label);
+        s->body = keep;
+        s->len = *len;
+        s->label = lab;
+        snprintf(s->err, sizeof s->err, "%s", err);
+        s->at = now;
+        s->has = 1;
+        keep = lab = NULL;
+    }
+    pthread_mutex_unlock(&s->mu);
+    free(keep);
+    free(lab);
+    return *body ? 0 : -1;
+}
 
 /* Labels autodeployd writes on a deployment: shown apart, not as the operator's settings. */
 static const char *const written[] = {"autodeploy.digest", "autodeploy.pushed-by",
@@ -139,20 +236,13 @@ static int app_json(struct deployer *d, const cJSON *app, const char *label_name
 int deployer_apps_json(struct deployer *d, struct buf *b)
 {
     const char *label = config_live()->label;
-    struct buf path;
-    buf_init(&path, 4096);
-    marathon_label_query(label, &path);
-    struct httpc_resp resp;
-    int got = job_request(d, "GET", path.data, NULL, &resp);
-    buf_free(&path);
-    char err[512] = "";
+    char err[512] = "", *body = NULL;
+    size_t len = 0;
     cJSON *root = NULL;
-    if (got != 0 || resp.status != 200)
-        marathon_error_text(&resp, err, sizeof err);
-    else if (json_has_escaped_nul(resp.body.data ? resp.body.data : "", resp.body.len) ||
-             !(root = cJSON_ParseWithLength(resp.body.data, resp.body.len)))
+    if (listing(d, label, &body, &len, err, sizeof err) == 0 &&
+        (json_has_escaped_nul(body, len) || !(root = cJSON_ParseWithLength(body, len))))
         snprintf(err, sizeof err, "Marathon's app listing is not JSON");
-    httpc_resp_free(&resp);
+    free(body);
     const cJSON *apps = cJSON_GetObjectItemCaseSensitive(root, "apps");
     if (!err[0] && !cJSON_IsArray(apps))
         snprintf(err, sizeof err, "Marathon's app listing has no \"apps\" array");

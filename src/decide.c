@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 const char *const decide_own_labels[] = {"autodeploy.digest", "autodeploy.pushed-by",
                                          "autodeploy.deployed-at", "autodeploy.pushed-at", NULL};
@@ -22,6 +23,18 @@ static const char *jstr(const cJSON *o, const char *k)
 int decide_is_true(const char *v)
 {
     return v && (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "1"));
+}
+
+int decide_approve_label(const char *v)
+{
+    static const char *const yes[] = {"true", "yes", "on", "1"}, *const no[] = {"false", "no",
+                                                                                "off", "0"};
+    if (!v) return 0;
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+        if (!strcasecmp(v, yes[i])) return 1;
+        if (!strcasecmp(v, no[i])) return 0;
+    }
+    return -1;
 }
 
 int decide_app_view(const cJSON *app, const char *label, struct app_view *v)
@@ -45,7 +58,11 @@ int decide_app_view(const cJSON *app, const char *label, struct app_view *v)
     v->paused = decide_is_true(jstr(labels, "autodeploy.paused"));
     v->pin = decide_is_true(jstr(labels, "autodeploy.pin-digest"));
     v->force = decide_is_true(jstr(labels, "autodeploy.force"));
-    v->approve = decide_is_true(jstr(labels, "autodeploy.approve"));
+    v->approve_label = jstr(labels, "autodeploy.approve");
+    v->approve = decide_approve_label(v->approve_label);
+    /* A label that is there but not a string (Marathon refuses those) is unreadable too. */
+    if (!v->approve_label && cJSON_GetObjectItemCaseSensitive(labels, "autodeploy.approve"))
+        v->approve = -1;
     v->approve_timeout = jstr(labels, "autodeploy.approve-timeout");
     const cJSON *inst = cJSON_GetObjectItemCaseSensitive(app, "instances");
     if (cJSON_IsNumber(inst)) v->instances = inst->valueint;
@@ -291,20 +308,26 @@ int decide_job(const struct config *cfg, const struct app_view *v, const struct 
 }
 
 enum decide_verified decide_verify(const char *mode, const struct push *p, const char *image,
-                                   const struct verify_answer *a, int out_of_time, char *reason,
-                                   size_t len)
+                                   const struct verify_answer *a, int out_of_time, int settled,
+                                   char *reason, size_t len)
 {
     reason[0] = '\0';
     if (!mode || !strcmp(mode, "off")) return VERIFIED_DEPLOY;
+    int final = settled || out_of_time;
     if (a->res == REGISTRY_OK) {
         if (!p->digest[0] || !strcmp(a->digest, p->digest)) return VERIFIED_DEPLOY;
-        snprintf(reason, len, "superseded in the registry by %.80s (the tag moved since this push)",
+        snprintf(reason, len,
+                 final ? "superseded in the registry by %.80s (the tag moved since this push)"
+                       : "the registry's tag still points at %.80s: asking again",
                  a->digest);
-        return VERIFIED_MOVED;
+        return final ? VERIFIED_MOVED : VERIFIED_RETRY;
     }
     if (a->res == REGISTRY_NOT_FOUND) {
-        snprintf(reason, len, "the image is not in the registry (%.300s)", image);
-        return VERIFIED_MISSING;
+        snprintf(reason, len,
+                 final ? "the image is not in the registry (%.300s)"
+                       : "the registry does not have %.300s yet: asking again",
+                 image);
+        return final ? VERIFIED_MISSING : VERIFIED_RETRY;
     }
     if (!out_of_time) return VERIFIED_RETRY;
     const char *what = a->res == REGISTRY_AUTH          ? "registry refused the credentials"

@@ -523,7 +523,7 @@ static const char *plan_registry(struct deployer *d, const struct push *p, const
         m->n++;
     }
     if (i == m->n) return "";
-    if (decide_verify(mode, p, image, &m->a[i], 1, why, len) == VERIFIED_MISSING) return why;
+    if (decide_verify(mode, p, image, &m->a[i], 1, 1, why, len) == VERIFIED_MISSING) return why;
     if (m->a[i].res == REGISTRY_OK) snprintf(why, len, "has it: %s", m->a[i].digest);
     return why;
 }
@@ -667,11 +667,12 @@ struct deployer *deployer_new_env(const struct config *cfg, struct pushq *q,
     d->verify = verify_cache_new();
     d->approvals = approvals_new(0);
     d->slack_seen = slackact_seen_new();
+    d->apps_share = apps_share_new();
     struct timespec wall;
     clock_gettime(CLOCK_REALTIME, &wall);
     d->wall_base = (int64_t)wall.tv_sec * 1000 + wall.tv_nsec / 1000000;
     d->mono_base = env->now_ms(env->ctx);
-    if (!d->verify || !d->approvals || !d->slack_seen) {
+    if (!d->verify || !d->approvals || !d->slack_seen || !d->apps_share) {
         snprintf(err, errlen, "out of memory");
         deployer_free(d);
         return NULL;
@@ -847,6 +848,7 @@ void deployer_free(struct deployer *d)
     approvals_drop_held(d);
     approvals_free(d->approvals);
     slackact_seen_free(d->slack_seen);
+    apps_share_free(d->apps_share);
     pthread_cond_destroy(&d->cv);
     pthread_cond_destroy(&d->wake_cv);
     pthread_mutex_destroy(&d->mu);

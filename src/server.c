@@ -80,6 +80,7 @@ struct server {
 };
 
 #define MAX_PLANS 2
+#define APPROVAL_BODY_MAX (64 * 1024) /* a decision's or a Slack click's body */
 
 enum route {
     R_NONE = 0,
@@ -790,6 +791,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             if (buf_add(&rq->body, upload_data, *upload_data_size) < 0) {
                 /* Only a chunked body gets here (a declared length was checked first). MHD
                  * cannot answer in the middle of an upload, so the connection is closed. */
+                if (rq->is_approval) {
+                    log_debug("approval request refused: chunked body over the size limit", "path",
+                              url, NULL);
+                    return MHD_NO;
+                }
                 log_warn("webhook refused: chunked body over the size limit", NULL);
                 count_webhook(413);
                 return MHD_NO;
@@ -834,9 +840,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
 
     if (approvals_http_path(url)) { /* its body is read, then approvals_http.h answers */
+        /* A click or a decision is a few KiB: a larger declared body is answered at once (it
+         * is nobody's webhook: not counted or logged as one). */
+        const char *cl =
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl && strtoull(cl, NULL, 10) > APPROVAL_BODY_MAX)
+            return respond_error(c, 413, "body over the limit of 65536 bytes", NULL, NULL);
         rq = calloc(1, sizeof *rq);
         if (!rq) return MHD_NO;
-        buf_init(&rq->body, 64 * 1024);
+        buf_init(&rq->body, APPROVAL_BODY_MAX);
         rq->is_approval = 1;
         *con_cls = rq;
         return MHD_YES;

@@ -341,8 +341,11 @@ static int verify(struct job *j, const struct decision *dec, int attempt)
         return 0;
     }
     char why[DECIDE_REASON_MAX];
-    int late = job_now(j->d) >= j->update_deadline || job_stopping(j->d);
-    switch (decide_verify(mode, j->p, dec->new_image, &a, late, why, sizeof why)) {
+    int64_t now = job_now(j->d);
+    int late = now >= j->update_deadline || job_stopping(j->d);
+    if (!j->verify_first) j->verify_first = now ? now : 1;
+    int settled = now - j->verify_first >= DECIDE_VERIFY_SETTLE_MS;
+    switch (decide_verify(mode, j->p, dec->new_image, &a, late, settled, why, sizeof why)) {
     case VERIFIED_WARN:
         log_warn("push not verified against the registry; deploying anyway", "app", j->app_id,
                  "reason", why, NULL);
@@ -362,8 +365,12 @@ static int verify(struct job *j, const struct decision *dec, int attempt)
         fail(j, why);
         return 0;
     default:
-        log_warn("cannot ask the registry; retrying", "app", j->app_id, "error", a.err, NULL);
-        record_set(j->d, j->record, NULL, a.err, NULL);
+        if (a.res == REGISTRY_OK || a.res == REGISTRY_NOT_FOUND) /* the tag may not be linked yet */
+            log_info("registry has not linked the tag yet; asking again", "app", j->app_id,
+                     "reason", why, NULL);
+        else
+            log_warn("cannot ask the registry; retrying", "app", j->app_id, "error", a.err, NULL);
+        record_set(j->d, j->record, NULL, why[0] ? why : a.err, NULL);
         backoff(j, attempt);
         return -1;
     }

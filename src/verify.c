@@ -68,8 +68,10 @@ void job_verify(struct job *j, const char *host, struct verify_answer *out)
         pthread_cond_wait(&c->cv, &c->mu);
     /* Failures are shared too: the jobs of one push waiting on an unreachable registry each
      * back off instead of asking it one after another. */
-    if (e && job_now(d) - e->at < SHARE_MS) {
+    /* A job asking again (the tag was not linked yet) takes no answer older than its last. */
+    if (e && job_now(d) - e->at < SHARE_MS && e->at > j->verify_seen) {
         *out = e->a;
+        j->verify_seen = e->at;
         pthread_mutex_unlock(&c->mu);
         return;
     }
@@ -84,6 +86,7 @@ void job_verify(struct job *j, const char *host, struct verify_answer *out)
         out->res =
             registry_manifest_digest(d->registry, host, j->p->repository, j->p->tag, out->digest,
                                      sizeof out->digest, out->err, sizeof out->err);
+        j->verify_seen = job_now(d);
         return;
     }
     snprintf(e->key, sizeof e->key, "%s", key);
@@ -97,6 +100,8 @@ void job_verify(struct job *j, const char *host, struct verify_answer *out)
     pthread_mutex_lock(&c->mu);
     e->a = a;
     e->at = job_now(d);
+    if (e->at <= j->verify_seen) e->at = j->verify_seen + 1; /* a clock that did not move */
+    j->verify_seen = e->at;
     e->busy = 0;
     pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);

@@ -99,6 +99,13 @@ def test_approval_paths(daemon, marathon, slack):
     assert decide(d, api, "approve", body={"via": "slack"}).status == 400
     assert decide(d, "0" * 32, "approve").status == 404
     assert decide(d, api, "launch").status == 404
+    # An oversized body is answered 413 on both paths; it is nobody's webhook.
+    hooks_413 = d.metrics().get('autodeploy_webhook_requests_total{code="413"}')
+    big = decide(d, api, "approve", body={"by": "x" * 70000})
+    assert big.status == 413 and big.json()["error"]
+    assert slack.interact(slack_url(d), SECRET, api, body=b"payload=" + b"x" * 70000)[0] == 413
+    assert d.metrics().get('autodeploy_webhook_requests_total{code="413"}') == hooks_413
+    assert "webhook refused" not in d.log_text()
     r = decide(d, api, "approve", body={"by": "carol", "via": "console"})
     assert r.status == 200 and r.json()["state"] == "approved" and r.json()["decided_via"] == "console"
     again = decide(d, api, "approve")

@@ -204,6 +204,23 @@ def test_429_and_5xx_from_the_registry_are_retried(daemon, registry, marathon, f
     assert d.metrics().get('autodeploy_registry_ratelimit_remaining{registry="%s"}' % proxy.addr) == 7
 
 
+def test_a_tag_the_registry_has_not_linked_yet_is_asked_again(daemon, registry, marathon,
+                                                              fault_proxy, tmp_path):
+    """Docker's registry sends the notification before it links the tag (PutManifest:
+    manifests.Put notifies, tags.Tag follows): the first question may find no tag. `make demo`
+    lost a push to this now and then."""
+    reg = registry("open")
+    d1 = pushed(reg, tmp_path, "main-1")
+    proxy = fault_proxy(reg.addr)
+    proxy.fail_next(404, count=1, kind="manifest",
+                    body={"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]})
+    emu = make_apps(marathon, proxy.addr)
+    d = start(daemon, emu)
+    notify(d, proxy.addr, "main-1", d1)
+    assert ended(d, "main-1")["state"] == "succeeded"
+    assert proxy.count(kind="manifest") == 2
+
+
 def test_registry_url_maps_the_apps_registry_host(daemon, registry, marathon, tmp_path):
     """The app pulls from registry.example.com, which autodeployd reaches by another name
     (--registry-url HOST=URL): verification asks that URL."""

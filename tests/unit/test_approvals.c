@@ -118,6 +118,25 @@ static void expiry(void)
               out[0].state == APPROVAL_EXPIRED,
           "one past its time-out before the timer ran expires when someone tries it");
     approvals_free(s);
+
+    /* More due at once than the caller takes (one push to 20 gated apps, or a restart after
+     * a long stop): each call expires only what it hands back; none expires unreported. */
+    s = approvals_new(0);
+    for (int i = 0; i < 5; i++) {
+        char id[40], app[32];
+        snprintf(id, sizeof id, "%032x", i + 1);
+        snprintf(app, sizeof app, "/prod/app%d", i);
+        a = mk(id, app, 'a', T0);
+        approvals_create(s, &a, sup, 4, &n);
+    }
+    size_t total = 0, got;
+    while ((got = approvals_expire(s, T0 + HOUR, out, 2)) > 0) {
+        CHECK(got <= 2, "at most max at a time (%zu)", got);
+        total += got;
+        CHECK(approvals_pending_count(s) == 5 - total, "only those handed back expired");
+    }
+    CHECK(total == 5, "all five handed back in turn (%zu)", total);
+    approvals_free(s);
 }
 
 static void bounded(void)
@@ -302,8 +321,32 @@ static void slack_replays(void)
     slackact_seen_free(s);
 }
 
+/* A state file with two pending approvals of one app (the superseded line of the older lost
+ * to a failed write): whatever their order, only the newer stays pending. */
+static void restored_twice_pending_for_one_app(void)
+{
+    for (int order = 0; order < 2; order++) {
+        struct approvals *s = approvals_new(0);
+        struct approval a = mk(ID1, "/prod/api", 'a', T0), b = mk(ID2, "/prod/api", 'b', T0 + 10);
+        struct approval c = mk(ID3, "/prod/web", 'c', T0 + 5), sup, out;
+        CHECK(approvals_restore(s, order ? &b : &a, &sup) == 0, "the first is restored");
+        CHECK(approvals_restore(s, &c, &sup) == 0, "another app's is no concern");
+        CHECK(approvals_restore(s, order ? &a : &b, &sup) == 1 && !strcmp(sup.id, ID1) &&
+                  sup.state == APPROVAL_SUPERSEDED && !strcmp(sup.superseded_by, ID2),
+              "order %d: the older is superseded", order);
+        CHECK(approvals_decide(s, ID1, 1, "mallory", "slack", T0 + 30, &out) ==
+                  APPROVAL_NOT_PENDING,
+              "order %d: the older cannot be approved", order);
+        CHECK(approvals_pending_for(s, "/prod/api", &out) == 0 && !strcmp(out.id, ID2),
+              "order %d: the newer is the app's pending approval", order);
+        CHECK(approvals_pending_count(s) == 2, "order %d: two pending in all", order);
+        approvals_free(s);
+    }
+}
+
 int main(void)
 {
+    restored_twice_pending_for_one_app();
     created_pending_then_approved_once();
     rejected();
     superseded_by_newer_push();

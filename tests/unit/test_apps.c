@@ -13,11 +13,13 @@
 static long answer_status;
 static const char *answer_body;
 static char asked[512];
+static int n_asked;
+static int64_t clock_ms = 1000;
 
 static int64_t now_ms(void *ctx)
 {
     (void)ctx;
-    return 0;
+    return clock_ms;
 }
 
 static void sleep_ms(void *ctx, long ms)
@@ -34,6 +36,7 @@ static int req(void *ctx, const char *method, const char *path, const char *body
     memset(r, 0, sizeof *r);
     buf_init(&r->body, 1 << 20);
     snprintf(asked, sizeof asked, "%s %s", method, path);
+    n_asked++;
     if (!answer_status) {
         snprintf(r->err, sizeof r->err, "Connection refused");
         return -1;
@@ -60,9 +63,11 @@ static struct deployer *make(void)
     return deployer_new_env(&c, NULL, &env, err, sizeof err);
 }
 
-/* Runs deployer_apps_json against body (status 200) into a buffer of max bytes. */
+/* Runs deployer_apps_json against body (status 200) into a buffer of max bytes, 10 s after the
+ * previous run (Marathon's listing is shared for 2 s). */
 static cJSON *run(struct deployer *d, long status, const char *body, size_t max, int *code)
 {
+    clock_ms += 10000;
     struct buf b;
     buf_init(&b, max);
     answer_status = status;
@@ -194,9 +199,46 @@ static void failures_answer_an_error(void)
     deployer_free(d);
 }
 
+/* However many ask (consoles, scripts), Marathon is read at most once per 2 s; a failure is
+ * shared too. */
+static void marathon_is_asked_once_per_interval(void)
+{
+    struct deployer *d = make();
+    int code;
+    cJSON *j = run(d, 200, LISTING, 1 << 20, &code);
+    int before = n_asked;
+    for (int i = 0; i < 20; i++) { /* 20 requests in 1.9 s */
+        clock_ms += 95;
+        struct buf b;
+        buf_init(&b, 1 << 20);
+        answer_status = 500; /* would be an error: the shared listing is answered instead */
+        CHECK(deployer_apps_json(d, &b) == 200, "request %d answered from the listing", i);
+        CHECK(b.data && strstr(b.data, "/svc/web"), "request %d lists the apps", i);
+        buf_free(&b);
+    }
+    CHECK(n_asked == before, "Marathon asked %d times within 2 s", n_asked - before);
+    cJSON_Delete(j);
+    clock_ms += 200; /* 2.1 s after the listing: asked again */
+    struct buf b;
+    buf_init(&b, 1 << 20);
+    answer_status = 500;
+    answer_body = "{\"message\":\"leader lost\"}";
+    CHECK(deployer_apps_json(d, &b) == 502, "a new listing, failed");
+    CHECK(n_asked == before + 1, "asked once more");
+    buf_reset(&b);
+    clock_ms += 1000;
+    answer_status = 200;
+    answer_body = LISTING;
+    CHECK(deployer_apps_json(d, &b) == 502 && strstr(b.data, "leader lost"), "the failure shared");
+    CHECK(n_asked == before + 1, "not asked within 2 s of the failure");
+    buf_free(&b);
+    deployer_free(d);
+}
+
 int main(void)
 {
     shows_each_app();
     failures_answer_an_error();
+    marathon_is_asked_once_per_interval();
     return TEST_DONE("test_apps");
 }

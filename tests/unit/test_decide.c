@@ -1354,32 +1354,40 @@ static void test_verify(void)
         const char *mode;
         enum registry_result res;
         const char *digest;
-        int late;
+        int late, settled;
         enum decide_verified want;
         const char *reason; /* a part of it */
     } cases[] = {
-        {"off", REGISTRY_UNREACHABLE, "", 1, VERIFIED_DEPLOY, ""},
-        {"require", REGISTRY_OK, DIGEST_A, 0, VERIFIED_DEPLOY, ""},
-        {"warn", REGISTRY_OK, DIGEST_A, 0, VERIFIED_DEPLOY, ""},
-        {"require", REGISTRY_OK, DIGEST_B, 0, VERIFIED_MOVED,
+        {"off", REGISTRY_UNREACHABLE, "", 1, 1, VERIFIED_DEPLOY, ""},
+        {"require", REGISTRY_OK, DIGEST_A, 0, 1, VERIFIED_DEPLOY, ""},
+        {"warn", REGISTRY_OK, DIGEST_A, 0, 1, VERIFIED_DEPLOY, ""},
+        {"require", REGISTRY_OK, DIGEST_B, 0, 1, VERIFIED_MOVED,
          "superseded in the registry by " DIGEST_B},
-        {"warn", REGISTRY_OK, DIGEST_B, 0, VERIFIED_MOVED, DIGEST_B},
-        {"require", REGISTRY_NOT_FOUND, "", 0, VERIFIED_MISSING,
+        {"warn", REGISTRY_OK, DIGEST_B, 0, 1, VERIFIED_MOVED, DIGEST_B},
+        {"require", REGISTRY_NOT_FOUND, "", 0, 1, VERIFIED_MISSING,
          "not in the registry (" NEW_IMAGE ")"},
-        {"warn", REGISTRY_NOT_FOUND, "", 1, VERIFIED_MISSING, "not in the registry"},
-        {"require", REGISTRY_UNREACHABLE, "", 0, VERIFIED_RETRY, ""},
-        {"require", REGISTRY_AUTH, "", 0, VERIFIED_RETRY, ""},
-        {"require", REGISTRY_UNREACHABLE, "", 1, VERIFIED_FAIL, "registry unreachable: boom"},
-        {"require", REGISTRY_AUTH, "", 1, VERIFIED_FAIL, "registry refused the credentials"},
-        {"require", REGISTRY_ERROR, "", 1, VERIFIED_FAIL, "registry error"},
-        {"warn", REGISTRY_UNREACHABLE, "", 1, VERIFIED_WARN, "deployed without verification"},
+        {"warn", REGISTRY_NOT_FOUND, "", 1, 1, VERIFIED_MISSING, "not in the registry"},
+        {"require", REGISTRY_UNREACHABLE, "", 0, 1, VERIFIED_RETRY, ""},
+        {"require", REGISTRY_AUTH, "", 0, 1, VERIFIED_RETRY, ""},
+        {"require", REGISTRY_UNREACHABLE, "", 1, 1, VERIFIED_FAIL, "registry unreachable: boom"},
+        {"require", REGISTRY_AUTH, "", 1, 1, VERIFIED_FAIL, "registry refused the credentials"},
+        {"require", REGISTRY_ERROR, "", 1, 1, VERIFIED_FAIL, "registry error"},
+        {"warn", REGISTRY_UNREACHABLE, "", 1, 1, VERIFIED_WARN, "deployed without verification"},
+        /* Before the registry had time to link the tag (it notifies first): asked again. */
+        {"require", REGISTRY_NOT_FOUND, "", 0, 0, VERIFIED_RETRY,
+         "does not have " NEW_IMAGE " yet"},
+        {"warn", REGISTRY_NOT_FOUND, "", 0, 0, VERIFIED_RETRY, "asking again"},
+        {"require", REGISTRY_OK, DIGEST_B, 0, 0, VERIFIED_RETRY, "still points at " DIGEST_B},
+        {"require", REGISTRY_NOT_FOUND, "", 1, 0, VERIFIED_MISSING, "not in the registry"},
+        {"require", REGISTRY_OK, DIGEST_B, 1, 0, VERIFIED_MOVED, "superseded in the registry"},
+        {"require", REGISTRY_OK, DIGEST_A, 0, 0, VERIFIED_DEPLOY, ""},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct verify_answer a = {cases[i].res, "", "boom"};
         snprintf(a.digest, sizeof a.digest, "%s", cases[i].digest);
         char why[DECIDE_REASON_MAX];
-        enum decide_verified got =
-            decide_verify(cases[i].mode, &p, NEW_IMAGE, &a, cases[i].late, why, sizeof why);
+        enum decide_verified got = decide_verify(cases[i].mode, &p, NEW_IMAGE, &a, cases[i].late,
+                                                 cases[i].settled, why, sizeof why);
         CHECK(got == cases[i].want, "verify case %zu: %d, want %d", i, got, cases[i].want);
         CHECK(strstr(why, cases[i].reason) != NULL, "verify case %zu: reason \"%s\"", i, why);
     }
@@ -1388,7 +1396,7 @@ static void test_verify(void)
     nod.digest[0] = '\0';
     struct verify_answer a = {REGISTRY_OK, DIGEST_B, ""};
     char why[DECIDE_REASON_MAX];
-    CHECK(decide_verify("require", &nod, NEW_IMAGE, &a, 0, why, sizeof why) == VERIFIED_DEPLOY,
+    CHECK(decide_verify("require", &nod, NEW_IMAGE, &a, 0, 1, why, sizeof why) == VERIFIED_DEPLOY,
           "no digest in the push: deployed");
 }
 
@@ -1808,7 +1816,18 @@ static void test_approve_labels(void)
         {"{\"autodeploy.approve\":\"yes\",\"autodeploy.approve-timeout\":\"30m\"}", 1, 1800000},
         {"{\"autodeploy.approve\":\"false\",\"autodeploy.approve-timeout\":\"1s\"}", 0, 1000},
         {"{\"autodeploy.approve\":\"1\",\"autodeploy.approve-timeout\":\"90\"}", 1, 90000},
-        {"{\"autodeploy.approve\":\"TRUE\"}", 0, 3600000},
+        /* A safety gate fails closed: any case of true asks, anything unreadable is -1. */
+        {"{\"autodeploy.approve\":\"TRUE\"}", 1, 3600000},
+        {"{\"autodeploy.approve\":\"True\"}", 1, 3600000},
+        {"{\"autodeploy.approve\":\"on\"}", 1, 3600000},
+        {"{\"autodeploy.approve\":\"FALSE\"}", 0, 3600000},
+        {"{\"autodeploy.approve\":\"no\"}", 0, 3600000},
+        {"{\"autodeploy.approve\":\"Off\"}", 0, 3600000},
+        {"{\"autodeploy.approve\":\"0\"}", 0, 3600000},
+        {"{\"autodeploy.approve\":\"ture\"}", -1, 3600000},
+        {"{\"autodeploy.approve\":\"\"}", -1, 3600000},
+        {"{\"autodeploy.approve\":\" true\"}", -1, 3600000},
+        {"{\"autodeploy.approve\":true}", -1, 3600000},
         {"{\"autodeploy.approve-timeout\":\"500ms\"}", 0, -1},
         {"{\"autodeploy.approve-timeout\":\"8d\"}", 0, -1},
         {"{\"autodeploy.approve-timeout\":\"soon\"}", 0, -1},

@@ -5,6 +5,7 @@
  * small model of the app, its deployments and other writers (an operator, an autoscaler) acting
  * at set times. Every scenario of a minute of Marathon time runs in microseconds.
  */
+#include "approvals.h"
 #include "deploy.h"
 #include "journal.h"
 #include "log.h"
@@ -1227,6 +1228,79 @@ static void approval_expires(void)
     deployer_free(d);
 }
 
+/* autodeploy.approve fails closed: "True" asks, a typo deploys nothing (reported). */
+static void approval_label_spelling(void)
+{
+    setup(M1, "strava/foo:master-*", 1);
+    set_label_now("autodeploy.approve", "True");
+    struct deployer *d = make("");
+    struct push p = mkpush("strava/foo", "master-2", 'b', NULL);
+    run(d, &p, 1);
+    CHECK_STR(state_of(d), "awaiting_approval", "\"True\" asks for approval");
+    CHECK(count("PATCH", "/") == 0, "nothing deployed before approval");
+    deployer_free(d);
+
+    setup(M1, "strava/foo:master-*", 1);
+    set_label_now("autodeploy.approve", "ture");
+    d = make("");
+    run(d, &p, 1);
+    CHECK_STR(state_of(d), "skipped", "a typo fails closed");
+    CHECK(strstr(field_of(d, 0, 0, "reason"), "invalid label autodeploy.approve \"ture\"") != NULL,
+          "the reason names the label: %s", field_of(d, 0, 0, "reason"));
+    CHECK(count("PATCH", "/") == 0, "nothing deployed");
+    deployer_free(d);
+}
+
+/* Twenty approvals expired while autodeployd was stopped (one push to twenty gated apps):
+ * the first tick reports every one of them, not sixteen. */
+static void approvals_expired_in_one_tick_all_reported(void)
+{
+    char dir[] = "/tmp/autodeploy-expiry-XXXXXX", path[64];
+    if (!mkdtemp(dir)) return;
+    snprintf(path, sizeof path, "%s/state", dir);
+    struct push *pending;
+    size_t n;
+    int paused;
+    char err[256];
+    setup(M1, "strava/foo:master-*", 1);
+    struct journal *j = journal_open(path, &pending, &n, &paused, err, sizeof err);
+    free(pending);
+    for (int i = 0; i < 20; i++) {
+        struct approval a;
+        memset(&a, 0, sizeof a);
+        snprintf(a.id, sizeof a.id, "%032x", i + 1);
+        snprintf(a.app_id, sizeof a.app_id, "/prod/app%d", i);
+        a.push = mkpush("strava/foo", "master-2", 'b', NULL);
+        snprintf(a.new_image, sizeof a.new_image, "%s", M2);
+        a.created_ms = 1000;
+        a.expires_ms = 2000; /* long past */
+        struct buf b;
+        buf_init(&b, 1 << 16);
+        approval_json(&a, 1, &b);
+        journal_put_approval(j, a.id, b.data, 1);
+        buf_free(&b);
+    }
+    journal_close(j);
+    j = journal_open(path, &pending, &n, &paused, err, sizeof err);
+    free(pending);
+    struct deployer *d = make("");
+    deployer_set_journal(d, j);
+    nreps = 0;
+    deployer_approvals_tick(d);
+    int expired = 0;
+    for (int i = 0; i < nreps; i++)
+        expired += reps[i].kind == REPORT_APPROVAL_EXPIRED;
+    CHECK(expired == 20, "every expired approval is reported (%d of 20)", expired);
+    int still = 0;
+    for (int i = 0; i < 20; i++)
+        still += !strcmp(field_of(d, 1, i, "state"), "pending");
+    CHECK(still == 0, "none is left pending (%d)", still);
+    deployer_free(d);
+    journal_close(j);
+    unlink(path);
+    rmdir(dir);
+}
+
 static void approval_label_invalid_timeout(void)
 {
     approval_gated("soon");
@@ -1360,6 +1434,8 @@ int main(void)
     approval_superseded();
     approval_expires();
     approval_label_invalid_timeout();
+    approval_label_spelling();
+    approvals_expired_in_one_tick_all_reported();
     approval_of_another_app();
     approval_survives_restart();
     setup(M1, "x", 1); /* frees the model */
