@@ -58,7 +58,8 @@ int decide_app_view(const cJSON *app, const char *label, struct app_view *v);
  * negative, 0 or positive. Falls back to strcmp when one does not parse. */
 int decide_version_cmp(const char *a, const char *b);
 
-/* 1 for "true", "yes" or "1" (the label convention), else 0. */
+/* 1 for "true", "yes", "on" (any case) or "1": the label convention (autodeploy.paused=True
+ * pauses). */
 int decide_is_true(const char *v);
 
 /* The label autodeploy.approve: 1 for true, yes, on or 1, 0 when absent or false, no, off or 0

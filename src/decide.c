@@ -22,7 +22,8 @@ static const char *jstr(const cJSON *o, const char *k)
 
 int decide_is_true(const char *v)
 {
-    return v && (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "1"));
+    return v && (!strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on") ||
+                 !strcmp(v, "1"));
 }
 
 int decide_approve_label(const char *v)

@@ -239,8 +239,10 @@ static void test_is_true(void)
         const char *v;
         int want;
     } cases[] = {
-        {"true", 1}, {"yes", 1}, {"1", 1},    {"false", 0}, {"no", 0},    {"0", 0},
-        {"", 0},     {NULL, 0},  {"TRUE", 0}, {"on", 0},    {"true ", 0}, {" yes", 0},
+        /* autodeploy.paused=True must pause: any case of true, yes, on; 1 */
+        {"true", 1}, {"yes", 1}, {"1", 1},     {"TRUE", 1}, {"True", 1}, {"Yes", 1},
+        {"on", 1},   {"ON", 1},  {"false", 0}, {"no", 0},   {"0", 0},    {"", 0},
+        {NULL, 0},   {"off", 0}, {"true ", 0}, {" yes", 0}, {"ture", 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
         CHECK(decide_is_true(cases[i].v) == cases[i].want, "decide_is_true(\"%s\") != %d",
