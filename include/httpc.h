@@ -55,8 +55,10 @@ struct httpc_resp {
     char docker_content_digest[128];
     char link[2048];
     char ratelimit_remaining[64];
-    int header_cut; /* a header above did not fit its field */
-    int body_cut;   /* the body went past max_response: httpc_do fails with "answer too large" */
+    int header_cut;  /* a header above did not fit its field */
+    int body_cut;    /* the body went past max_response: httpc_do fails with "answer too large" */
+    int tls_refused; /* the server spoke TLS and its certificate (or ours) was refused: no retry
+                        or plain-http fallback can help */
 };
 
 /* Performs one request (method "HEAD" reads no body); returns 0 when an HTTP answer (any

@@ -254,6 +254,9 @@ static int perform(const struct httpc_req *req, struct httpc_resp *resp, struct 
     }
     if (rc != CURLE_OK) {
         snprintf(resp->err, sizeof resp->err, "%s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
+        resp->tls_refused = rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CERTPROBLEM ||
+                            rc == CURLE_SSL_CACERT_BADFILE || rc == CURLE_SSL_ISSUER_ERROR ||
+                            rc == CURLE_SSL_PINNEDPUBKEYNOTMATCH;
         if (streaming && status >= 200 && status < 300) return -1;
         if (!streaming) resp->status = status ? status : 0;
         return -1;

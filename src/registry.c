@@ -485,8 +485,8 @@ static enum registry_result ask_url(struct ask *a, const char *url, struct httpc
         send_one(a, url, hdr[0] ? hdr : NULL, userpwd[0] ? userpwd : NULL, resp);
         long st = resp->status;
         if (st == 0 && !registry_abandoned() && !strncmp(url, "https://", 8) &&
-            plain_allowed(a->r, a->host) && !strstr(resp->err, "certificate") &&
-            strlen(url) < REGAUTH_URL_MAX) {
+            plain_allowed(a->r, a->host) && !resp->tls_refused &&
+            !strstr(resp->err, "certificate") && strlen(url) < REGAUTH_URL_MAX) {
             /* An insecure or loopback registry without TLS: from now on plain http. */
             memmove(plainurl, "http://", 7);
             snprintf(plainurl + 7, sizeof plainurl - 7, "%s", url + 8);
@@ -507,6 +507,9 @@ static enum registry_result ask_url(struct ask *a, const char *url, struct httpc
         } else if (st == 401 || st == 403) {
             snprintf(a->err, sizeof a->err, "the registry refused the credentials (HTTP %ld)", st);
             res = REGISTRY_AUTH;
+        } else if (st == 0 && resp->tls_refused) { /* a certificate does not heal by waiting */
+            snprintf(a->err, sizeof a->err, "TLS refused: %s", resp->err);
+            res = REGISTRY_ERROR;
         } else if ((st == 0 || st == 429 || st >= 500) && retry_wait(a, resp, attempt) == 0) {
             httpc_resp_free(resp);
             continue;
