@@ -13,7 +13,7 @@
 #   6. the integration tests but the demo against the ThreadSanitizer daemon
 #      (bin/tsan/autodeployd); a report fails its test, and the phase      (not with --quick)
 #   7. one end-to-end scenario with the daemon under valgrind memcheck       (not with --quick)
-#   8. each libFuzzer target for FUZZ_SECONDS (default 30), FUZZ_JOBS at a time (default 2)
+#   8. each libFuzzer target for FUZZ_SECONDS (default 20), FUZZ_JOBS at a time (default 2)
 #                                                                            (not with --quick)
 # Exits non-zero when anything failed or a phase could not run.
 #
@@ -152,12 +152,12 @@ if [ $unit_only -eq 0 ]; then
 
         # A fuzzer keeps one core busy: FUZZ_JOBS targets (default 2) run side by side, each
         # for the whole FUZZ_SECONDS, and their results are read in order.
-        echo "== fuzzing (${FUZZ_SECONDS:-30}s per target, ${FUZZ_JOBS:-2} at a time)"
+        echo "== fuzzing (${FUZZ_SECONDS:-20}s per target, ${FUZZ_JOBS:-2} at a time)"
         running=""
         for f in build/fuzz/fuzz_* ""; do
             if [ -n "$f" ]; then
                 [ -x "$f" ] || continue
-                sh tests/fuzz/run.sh "${FUZZ_SECONDS:-30}" "$f" >"$work/$(basename "$f").out" 2>&1 &
+                sh tests/fuzz/run.sh "${FUZZ_SECONDS:-20}" "$f" >"$work/$(basename "$f").out" 2>&1 &
                 running="$running $!:$f"
                 # shellcheck disable=SC2086
                 [ "$(echo $running | wc -w)" -lt "${FUZZ_JOBS:-2}" ] && continue
