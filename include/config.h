@@ -32,6 +32,7 @@ struct config {
     char *dockerhub_webhook_secret;
     char *quay_webhook_secret;
     char *artifactory_webhook_secret;
+    char *artifactory_docker_access; /* "repository-path", "subdomain" or "port" */
     char *nexus_webhook_secret;
     char *ecr_webhook_token;
     char *gar_webhook_secret;

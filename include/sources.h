@@ -22,8 +22,9 @@
 
 #include <stddef.h>
 
-/* event: the request's event-kind header where the source has one (GitHub's X-GitHub-Event);
- * NULL otherwise or when absent. */
+/* event: what the payload alone cannot say: GitHub's X-GitHub-Event header; for Artifactory the
+ * Docker access method (--artifactory-docker-access: "repository-path", the default when NULL,
+ * "subdomain" or "port"); NULL otherwise or when absent. */
 typedef int (*source_parse_fn)(const char *body, size_t len, const char *event, event_fn fn,
                                void *ctx, char *err, size_t errlen);
 

@@ -69,6 +69,13 @@ static int check_verify(const char *v, char *err, size_t errlen)
     return -1;
 }
 
+static int check_jfrog_access(const char *v, char *err, size_t errlen)
+{
+    if (!strcmp(v, "repository-path") || !strcmp(v, "subdomain") || !strcmp(v, "port")) return 0;
+    snprintf(err, errlen, "expected repository-path, subdomain or port");
+    return -1;
+}
+
 static int check_registry_url(const char *v, char *err, size_t errlen)
 {
     const char *eq = strchr(v, '=');
@@ -177,6 +184,12 @@ static const struct opt opts[] = {
      "enable POST /v1/webhooks/artifactory; checks X-JFrog-Event-Auth (the secret, or its "
      "payload signature) (also --artifactory-webhook-secret-file)",
      NULL, 1},
+    {"artifactory-docker-access", OPT_STRING, OFF(artifactory_docker_access), "repository-path", 0,
+     0, "METHOD",
+     "how Artifactory's Docker repositories are addressed, as its Docker Access Method: "
+     "repository-path (HOST/REPO-KEY/IMAGE), subdomain (REPO-KEY.HOST/IMAGE) or port "
+     "(HOST:PORT/IMAGE; patterns name no host)",
+     check_jfrog_access, 1},
     {"nexus-webhook-secret", OPT_SECRET, OFF(nexus_webhook_secret), NULL, 0, 0, "SECRET",
      "enable POST /v1/webhooks/nexus; checks X-Nexus-Webhook-Signature (also "
      "--nexus-webhook-secret-file)",

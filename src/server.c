@@ -504,6 +504,8 @@ static enum MHD_Result source_finish(struct MHD_Connection *c, struct req *rq)
     const char *event = NULL;
     if (src->auth == AUTH_GITHUB)
         event = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-GitHub-Event");
+    else if (src->auth == AUTH_JFROG)
+        event = config_live()->artifactory_docker_access;
     struct buf resp;
     buf_init(&resp, 64 * 1024);
     int status = webhook_handle_source(rq->s->q, src, rq->body.data, rq->body.len, event, &resp);

@@ -440,12 +440,38 @@ out:
 /* ------------------------------------------------------------------ Artifactory */
 
 /* JFrog Artifactory webhook, domain "docker" (jfrog.com/help, "Docker Webhooks"): event_type
- * "pushed", data.image_name, data.tag, data.sha256 (hex, no prefix). The registry host is the
- * JFrog Platform URL's (jpd_origin). */
+ * "pushed", data.repo_key, data.image_name, data.tag, data.sha256 (hex, no prefix), and the JFrog
+ * Platform URL (jpd_origin). Where the image lives depends on the repository's Docker Access
+ * Method, which the payload does not carry (event names it, see sources.h):
+ *   repository-path  jpd host / repo_key / image_name (JFrog Cloud's
+ * myorg.jfrog.io/docker-local/app) subdomain        repo_key . jpd host / image_name port a port of
+ * its own on the jpd host: the host is left out (unknown). */
+/* Sets f's host and repository for the access method (see above); host and repo are
+ * PUSH_HOST_MAX and PUSH_REPO_MAX bytes. A value that would not fit is left out (host) or
+ * rejected later (an invalid repository), never shortened. */
+static void jfrog_place(struct fields *f, const char *method, const char *key, const char *origin,
+                        char *host, char *repo)
+{
+    host[0] = '\0';
+    if (origin && (!strncmp(origin, "https://", 8) || !strncmp(origin, "http://", 7))) {
+        const char *h = strstr(origin, "//") + 2;
+        size_t n = strcspn(h, "/:");
+        int sub = !strcmp(method, "subdomain") && key;
+        size_t kl = sub ? strlen(key) + 1 : 0;
+        if (n + kl < PUSH_HOST_MAX && strcmp(method, "port")) {
+            snprintf(host, PUSH_HOST_MAX, "%s%s%.*s", sub ? key : "", sub ? "." : "", (int)n, h);
+            f->host = host;
+        }
+    }
+    if (!strcmp(method, "repository-path") && key && f->repo) {
+        int n = snprintf(repo, PUSH_REPO_MAX, "%s/%s", key, f->repo);
+        f->repo = n >= 0 && n < PUSH_REPO_MAX ? repo : "";
+    }
+}
+
 int source_parse_artifactory(const char *body, size_t len, const char *event, event_fn fn,
                              void *ctx, char *err, size_t errlen)
 {
-    (void)event;
     cJSON *root = parse(body, len, "Artifactory webhook payload", err, errlen);
     if (!root) return -1;
     int rc = -1;
@@ -464,23 +490,17 @@ int source_parse_artifactory(const char *body, size_t len, const char *event, ev
         ignore(&f, "Artifactory event is not a Docker tag push", fn, ctx);
         goto out;
     }
-    char digest[PUSH_DIGEST_MAX], host[PUSH_HOST_MAX];
-    const char *hex = str(data, "sha256"), *origin = str(root, "jpd_origin");
+    char digest[PUSH_DIGEST_MAX];
+    const char *hex = str(data, "sha256");
     if (hex && strlen(hex) + 8 <= sizeof digest) {
         snprintf(digest, sizeof digest, "sha256:%s", hex);
         f.digest = digest;
     } else {
         f.digest = hex; /* too long: rejected */
     }
-    if (origin && (!strncmp(origin, "https://", 8) || !strncmp(origin, "http://", 7))) {
-        const char *h = strstr(origin, "//") + 2;
-        size_t n = strcspn(h, "/");
-        if (n < sizeof host) {
-            memcpy(host, h, n);
-            host[n] = '\0';
-            f.host = host;
-        }
-    }
+    char host[PUSH_HOST_MAX], repo[PUSH_REPO_MAX];
+    jfrog_place(&f, event ? event : "repository-path", str(data, "repo_key"),
+                str(root, "jpd_origin"), host, repo);
     f.tag = str(data, "tag");
     emit(&f, fn, ctx);
 out:

@@ -298,10 +298,45 @@ static void test_details(void)
     CHECK(source_count() == 9, "nine sources");
 }
 
+/* Artifactory: where the pushed image lives follows the Docker Access Method. */
+static void test_jfrog_access(void)
+{
+    static const struct {
+        const char *method; /* NULL: the default */
+        const char *origin;
+        const char *host, *repository;
+    } cases[] = {
+        {NULL, "https://myorg.jfrog.io", "myorg.jfrog.io", "docker-local/team/app"},
+        {"repository-path", "https://myorg.jfrog.io/", "myorg.jfrog.io", "docker-local/team/app"},
+        {"subdomain", "https://art.example.com", "docker-local.art.example.com", "team/app"},
+        {"port", "https://art.example.com:8443", "", "team/app"},
+        {"repository-path", "https://art.example.com:8443/artifactory", "art.example.com",
+         "docker-local/team/app"},
+    };
+    const struct source *jf = source_find("artifactory");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char body[512], err[256];
+        struct got g;
+        snprintf(body, sizeof body,
+                 "{\"domain\":\"docker\",\"event_type\":\"pushed\",\"jpd_origin\":\"%s\","
+                 "\"data\":{\"repo_key\":\"docker-local\",\"image_name\":\"team/app\","
+                 "\"tag\":\"2\"}}",
+                 cases[i].origin);
+        CHECK(run(jf, body, strlen(body), cases[i].method, &g, err, sizeof err) == 1 &&
+                  g.n_push == 1,
+              "case %zu: one push (%s)", i, err);
+        CHECK(!strcmp(g.pushes[0].host, cases[i].host), "case %zu: host %s, want %s", i,
+              g.pushes[0].host, cases[i].host);
+        CHECK(!strcmp(g.pushes[0].repository, cases[i].repository),
+              "case %zu: repository %s, want %s", i, g.pushes[0].repository, cases[i].repository);
+    }
+}
+
 int main(void)
 {
     test_fixtures();
     test_table();
     test_details();
+    test_jfrog_access();
     return TEST_DONE("test_sources");
 }
