@@ -324,6 +324,12 @@ static long load(struct journal *j)
     ssize_t len;
     while ((len = getline(&line, &cap, f)) >= 0) {
         if (len == 0 || (len == 1 && line[0] == '\n')) continue;
+        /* A NUL byte, raw or escaped, would end a C string early: the value read would be
+         * another (a digest cut to "" reads as a push without one). The line is corrupt. */
+        if (memchr(line, '\0', (size_t)len) || json_has_escaped_nul(line, (size_t)len)) {
+            bad++;
+            continue;
+        }
         cJSON *o = len < LINE_MAX_BYTES ? cJSON_ParseWithLength(line, (size_t)len) : NULL;
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "id");
         const cJSON *pj = cJSON_GetObjectItemCaseSensitive(o, "push");
@@ -342,12 +348,9 @@ static long load(struct journal *j)
         } else if (cJSON_IsBool(paused)) {
             j->paused = cJSON_IsTrue(paused);
         } else if (appr_parse(o, aid, sizeof aid, &apending) == 0) {
-            /* Kept as written, so it must be a whole line of text: not the last line cut by a
-             * crash, no NUL byte (raw or escaped) anywhere. */
+            /* Kept as written, so it must be a whole line: not the last line cut by a crash. */
             char *copy = NULL;
-            if (line[len - 1] == '\n' && !memchr(line, '\0', (size_t)len) &&
-                !json_has_escaped_nul(line, (size_t)len))
-                copy = strndup(line, (size_t)len);
+            if (line[len - 1] == '\n') copy = strndup(line, (size_t)len);
             if (copy)
                 appr_keep(j, aid, copy, apending);
             else

@@ -334,6 +334,33 @@ static void test_push_without_digest(void)
     journal_close(j);
 }
 
+/* A NUL byte inside a value (a disk handing back garbage): the line is refused, never read as
+ * a shorter value (a digest cut to "" would read as a push without a digest). */
+static void test_nul_bytes_refuse_the_line(void)
+{
+    unlink(path);
+    struct push *pending;
+    size_t n;
+    int paused;
+    struct journal *j = reopen(&pending, &n, &paused);
+    journal_close(j);
+    free(pending);
+    static const char raw[] =
+        "{\"id\":3,\"push\":{\"event_id\":\"e\",\"timestamp\":\"\",\"timestamp_ns\":1,\"host\":"
+        "\"\",\"repository\":\"strava/foo\",\"tag\":\"master-1\",\"digest\":\"\0\0a256:0a8f\","
+        "\"media_type\":\"\",\"pusher\":\"alice\"}}\n";
+    FILE *f = fopen(path, "ab");
+    fwrite(raw, 1, sizeof raw - 1, f);
+    fclose(f);
+    append_raw("{\"id\":4,\"push\":{\"event_id\":\"e\",\"timestamp\":\"\",\"timestamp_ns\":1,"
+               "\"host\":\"\",\"repository\":\"strava/foo\",\"tag\":\"master-2\",\"digest\":"
+               "\"\\u0000x\",\"media_type\":\"\",\"pusher\":\"alice\"}}\n");
+    j = reopen(&pending, &n, &paused);
+    CHECK(n == 0, "lines with NUL bytes are refused (got %zu pushes)", n);
+    free(pending);
+    journal_close(j);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/autodeploy-journal-XXXXXX");
@@ -348,6 +375,7 @@ int main(void)
     test_unwritable_path();
     test_symlink_is_kept();
     test_push_without_digest();
+    test_nul_bytes_refuse_the_line();
     unlink(path);
     char tmp[160];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
