@@ -18,7 +18,7 @@
 # Exits non-zero when anything failed or a phase could not run.
 #
 # The integration tests spend most of their time waiting (deploy timeouts, back-offs, grace
-# periods), not computing, so with pytest-xdist they run in PYTEST_JOBS processes (default 2;
+# periods), not computing, so with pytest-xdist they run in PYTEST_JOBS processes (default 4;
 # 1: one process). Each test starts its own daemon and peers on ephemeral ports in its own
 # temporary directory, so tests do not share state.
 set -u
@@ -46,7 +46,7 @@ trap 'rm -rf "$log" "$work"' EXIT
 TSAN_OPTIONS="halt_on_error=0 second_deadlock_stack=1 suppressions=$(pwd)/tests/tsan.supp"
 export TSAN_OPTIONS
 
-jobs=${PYTEST_JOBS:-2}
+jobs=${PYTEST_JOBS:-4}
 xdist=""
 if [ "$jobs" -gt 1 ] && /usr/bin/python3 -c 'import xdist' 2>/dev/null; then
     xdist="-n $jobs"
