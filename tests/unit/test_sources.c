@@ -305,7 +305,7 @@ static void test_jfrog_access(void)
         const char *method; /* NULL: the default */
         const char *origin;
         const char *host, *repository;
-    } cases[] = {
+    } methods[] = {
         {NULL, "https://myorg.jfrog.io", "myorg.jfrog.io", "docker-local/team/app"},
         {"repository-path", "https://myorg.jfrog.io/", "myorg.jfrog.io", "docker-local/team/app"},
         {"subdomain", "https://art.example.com", "docker-local.art.example.com", "team/app"},
@@ -314,21 +314,21 @@ static void test_jfrog_access(void)
          "docker-local/team/app"},
     };
     const struct source *jf = source_find("artifactory");
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
         char body[512], err[256];
         struct got g;
         snprintf(body, sizeof body,
                  "{\"domain\":\"docker\",\"event_type\":\"pushed\",\"jpd_origin\":\"%s\","
                  "\"data\":{\"repo_key\":\"docker-local\",\"image_name\":\"team/app\","
                  "\"tag\":\"2\"}}",
-                 cases[i].origin);
-        CHECK(run(jf, body, strlen(body), cases[i].method, &g, err, sizeof err) == 1 &&
+                 methods[i].origin);
+        CHECK(run(jf, body, strlen(body), methods[i].method, &g, err, sizeof err) == 1 &&
                   g.n_push == 1,
               "case %zu: one push (%s)", i, err);
-        CHECK(!strcmp(g.pushes[0].host, cases[i].host), "case %zu: host %s, want %s", i,
-              g.pushes[0].host, cases[i].host);
-        CHECK(!strcmp(g.pushes[0].repository, cases[i].repository),
-              "case %zu: repository %s, want %s", i, g.pushes[0].repository, cases[i].repository);
+        CHECK(!strcmp(g.pushes[0].host, methods[i].host), "case %zu: host %s, want %s", i,
+              g.pushes[0].host, methods[i].host);
+        CHECK(!strcmp(g.pushes[0].repository, methods[i].repository),
+              "case %zu: repository %s, want %s", i, g.pushes[0].repository, methods[i].repository);
     }
 }
 
