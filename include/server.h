@@ -2,10 +2,12 @@
  * server.h: the HTTP server (libmicrohttpd): routing, authentication, body caps, and the small
  * read-only endpoints. The webhook's logic itself lives in webhook.c.
  *
- * Endpoints: POST /v1/webhooks/registry, GET /healthz, GET /metrics, GET /v1/pushes,
- * GET /v1/deployments, GET /v1/plan?image=..., GET /v1/apps, GET /v1/status, POST /v1/pause,
- * POST /v1/resume, and the web console (GET / and /ui/..., ui.h). With --ui-token the views
- * the console reads need it (or the admin token); no POST is taken from another site's page.
+ * Endpoints: POST /v1/webhooks/registry and /v1/webhooks/<source>[/<secret>] (sources.h),
+ * GET /healthz, /readyz, /metrics, /v1/pushes, /v1/deployments, /v1/plan?image=..., /v1/apps,
+ * /v1/status, /v1/approvals, GET and POST /v1/reconcile, POST /v1/pause, /v1/resume,
+ * /v1/approvals/{id}/approve|reject (approvals_http.h), /v1/slack/interactions, and the web
+ * console (GET / and /ui/..., ui.h). With --ui-token the GET /v1/ views need it (or the admin
+ * token); no POST is taken from another site's page.
  */
 #ifndef AUTODEPLOY_SERVER_H
 #define AUTODEPLOY_SERVER_H
