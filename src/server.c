@@ -775,70 +775,69 @@ fail:
     return MHD_NO;
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version, const char *upload_data,
-                                  size_t *upload_data_size, void **con_cls)
+/* A later call of a request with a body: a chunk of it, or its end (then it is answered). */
+static enum MHD_Result on_body(struct server *s, struct MHD_Connection *c, const char *url,
+                               const char *method, const char *upload_data,
+                               size_t *upload_data_size, struct req *rq)
 {
-    (void)version;
-    struct server *s = cls;
-    struct req *rq = *con_cls;
-
-    if (rq && rq->is_plan) { /* resumed: the plan thread is done */
-        conn_set_suspended(s, c, 0);
-        int st = atomic_load(&rq->plan_status);
-        return respond(c, st ? st : 500, "application/json", &rq->body, NULL, NULL);
-    }
-    if (rq) { /* body chunk, or the end of a webhook request */
-        if (*upload_data_size) {
-            if (buf_add(&rq->body, upload_data, *upload_data_size) < 0) {
-                /* Only a chunked body gets here (a declared length was checked first). MHD
-                 * cannot answer in the middle of an upload, so the connection is closed. */
-                if (rq->is_approval) {
-                    log_debug("approval request refused: chunked body over the size limit", "path",
-                              url, NULL);
-                    return MHD_NO;
-                }
-                log_warn("webhook refused: chunked body over the size limit", NULL);
-                count_webhook(413);
+    if (*upload_data_size) {
+        if (buf_add(&rq->body, upload_data, *upload_data_size) < 0) {
+            /* Only a chunked body gets here (a declared length was checked first). MHD
+             * cannot answer in the middle of an upload, so the connection is closed. */
+            if (rq->is_approval) {
+                log_debug("approval request refused: chunked body over the size limit", "path", url,
+                          NULL);
                 return MHD_NO;
             }
-            *upload_data_size = 0;
-            return MHD_YES;
+            log_warn("webhook refused: chunked body over the size limit", NULL);
+            count_webhook(413);
+            return MHD_NO;
         }
-        if (rq->is_approval) return serve_approval(s, c, url, method, rq);
-        if (rq->src) return source_finish(c, rq);
-        struct buf resp;
-        buf_init(&resp, 64 * 1024);
-        int status = webhook_handle(s->q, rq->body.data, rq->body.len, &resp);
-        count_webhook(status);
-        enum MHD_Result ret = respond(c, status, "application/json", &resp,
-                                      status == 503 ? "Retry-After" : NULL, "2");
-        buf_free(&resp);
-        return ret;
+        *upload_data_size = 0;
+        return MHD_YES;
     }
+    if (rq->is_approval) return serve_approval(s, c, url, method, rq);
+    if (rq->src) return source_finish(c, rq);
+    struct buf resp;
+    buf_init(&resp, 64 * 1024);
+    int status = webhook_handle(s->q, rq->body.data, rq->body.len, &resp);
+    count_webhook(status);
+    enum MHD_Result ret =
+        respond(c, status, "application/json", &resp, status == 503 ? "Retry-After" : NULL, "2");
+    buf_free(&resp);
+    return ret;
+}
 
+/* The first call of a request outside the route table: refused from another site's page, or
+ * another registry's webhook, or an approval decision (their bodies are read next). 1 when it
+ * took the request (*ret is the answer), 0 when the route table decides. */
+static int take_early(struct server *s, struct MHD_Connection *c, const char *url,
+                      const char *method, void **con_cls, enum MHD_Result *ret)
+{
     /* No action is taken from another site's page: before any route, approvals included. */
     if (strcmp(method, "GET") && strcmp(method, "HEAD") && cross_site(c)) {
         log_warn("request refused: sent from another site's page", "path", url, NULL);
         if (strcmp(url, routes[0].path) == 0) count_webhook(403);
-        return respond_error(c, 403, "cross-site request refused", NULL, NULL);
+        *ret = respond_error(c, 403, "cross-site request refused", NULL, NULL);
+        return 1;
     }
     const char *secret = NULL;
     const struct source *src = source_of(url, &secret);
     if (src && strcmp(method, "POST") != 0 && source_secret(config_live(), src)) {
         count_webhook(405);
-        return respond_error(c, 405, "method not allowed; use POST", "Allow", "POST");
+        *ret = respond_error(c, 405, "method not allowed; use POST", "Allow", "POST");
+        return 1;
     }
     if (src) {
-        enum MHD_Result ret = MHD_YES;
-        if (webhook_headers(c, src, secret, &ret)) return ret;
-        rq = calloc(1, sizeof *rq);
-        if (!rq) return MHD_NO;
+        if (webhook_headers(c, src, secret, ret)) return 1;
+        struct req *rq = calloc(1, sizeof *rq);
+        *ret = rq ? MHD_YES : MHD_NO;
+        if (!rq) return 1;
         buf_init(&rq->body, config_live()->max_body_bytes);
         rq->src = src;
         rq->s = s;
         *con_cls = rq;
-        return MHD_YES;
+        return 1;
     }
 
     if (approvals_http_path(url)) { /* its body is read, then approvals_http.h answers */
@@ -846,15 +845,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
          * is nobody's webhook: not counted or logged as one). */
         const char *cl =
             MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > APPROVAL_BODY_MAX)
-            return respond_error(c, 413, "body over the limit of 65536 bytes", NULL, NULL);
-        rq = calloc(1, sizeof *rq);
-        if (!rq) return MHD_NO;
+        if (cl && strtoull(cl, NULL, 10) > APPROVAL_BODY_MAX) {
+            *ret = respond_error(c, 413, "body over the limit of 65536 bytes", NULL, NULL);
+            return 1;
+        }
+        struct req *rq = calloc(1, sizeof *rq);
+        *ret = rq ? MHD_YES : MHD_NO;
+        if (!rq) return 1;
         buf_init(&rq->body, APPROVAL_BODY_MAX);
         rq->is_approval = 1;
         *con_cls = rq;
-        return MHD_YES;
+        return 1;
     }
+    return 0;
+}
+
+/* The first call of a request the route table answers (or whose webhook body comes next). */
+static enum MHD_Result route(struct server *s, struct MHD_Connection *c, const char *url,
+                             const char *method, void **con_cls)
+{
     enum route r = R_NONE;
     int path_known = 0;
     const char *allow = NULL;
@@ -898,11 +907,30 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
     enum MHD_Result ret = MHD_YES;
     if (webhook_headers(c, NULL, NULL, &ret)) return ret;
-    rq = calloc(1, sizeof *rq);
+    struct req *rq = calloc(1, sizeof *rq);
     if (!rq) return MHD_NO;
     buf_init(&rq->body, config_live()->max_body_bytes);
     *con_cls = rq;
     return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    (void)version;
+    struct server *s = cls;
+    struct req *rq = *con_cls;
+
+    if (rq && rq->is_plan) { /* resumed: the plan thread is done */
+        conn_set_suspended(s, c, 0);
+        int st = atomic_load(&rq->plan_status);
+        return respond(c, st ? st : 500, "application/json", &rq->body, NULL, NULL);
+    }
+    if (rq) return on_body(s, c, url, method, upload_data, upload_data_size, rq);
+    enum MHD_Result ret;
+    if (take_early(s, c, url, method, con_cls, &ret)) return ret;
+    return route(s, c, url, method, con_cls);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
