@@ -113,14 +113,12 @@ static int listing(struct deployer *d, const char *label, char **body, size_t *l
     return *body ? 0 : -1;
 }
 
-/* Labels autodeployd writes on a deployment: shown apart, not as the operator's settings. */
-static const char *const written[] = {"autodeploy.digest", "autodeploy.pushed-by",
-                                      "autodeploy.pushed-at", "autodeploy.deployed-at"};
-
+/* Labels autodeployd writes on a deployment (decide_own_labels): shown apart, not as the
+ * operator's settings. */
 static int is_written(const char *key)
 {
-    for (size_t i = 0; i < sizeof written / sizeof written[0]; i++)
-        if (!strcmp(key, written[i])) return 1;
+    for (const char *const *k = decide_own_labels; *k; k++)
+        if (!strcmp(key, *k)) return 1;
     return 0;
 }
 
