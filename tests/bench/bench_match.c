@@ -13,24 +13,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "benchlib.h"
 #include <time.h>
 
 #define N_APPS 10000
 #define N_UNIQUE 6000 /* apps i and i + 6000 share a label value */
 #define RUNS 101
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* A label value for app i: the variant depends on i % 20, the repository on i % N_UNIQUE. */
 static void label_for(int i, char *buf, size_t len)

@@ -19,24 +19,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "benchlib.h"
 #include <time.h>
 
 #define N_APPS 1000
 #define RUNS 101
 #define ROW "scan + match of a 1,000-app listing (benchmark 4's)"
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static int add_app(struct buf *b, int k)
 {
