@@ -332,33 +332,42 @@ static int glob_class(const char *p, size_t n, size_t *i, struct sbuf *re, struc
  * of a semver pattern) there is no tag part. Detects a leading registry host as Docker does and
  * enforces the repository-wildcard rule.
  */
+/* The registry host a glob may start with ("host[:port]/", Docker's rule: a first component
+ * with '.' or ':', or "localhost"): emitted into re with its aliases; *start is where the
+ * repository begins (0 without a host). -1 with e set for an invalid host. */
+static int glob_host(const char *p, size_t n, const struct match_opts *o, struct sbuf *re, int *hub,
+                     int *with_host, size_t *start, struct cerr *e)
+{
+    const char *slash = memchr(p, '/', n);
+    *with_host = 0;
+    *start = 0;
+    if (!slash) return 0;
+    size_t hl = (size_t)(slash - p);
+    if (!memchr(p, '.', hl) && !memchr(p, ':', hl) &&
+        !(hl == 9 && strncasecmp(p, "localhost", 9) == 0))
+        return 0;
+    size_t bad = host_check(p, hl);
+    if (bad != NONE)
+        return cerr_set(e, bad, "invalid registry host '%.*s' (hosts are literal: NAME[:PORT])",
+                        (int)hl, p);
+    if (emit_hosts(re, p, hl, o, hub) < 0) return cerr_set(e, 0, "out of memory");
+    sb_puts(re, "/");
+    *with_host = 1;
+    *start = hl + 1;
+    return 0;
+}
+
 static int glob_translate(const char *p, size_t n, int repo_only, const struct match_opts *o,
                           struct sbuf *re, struct sbuf *lit, int *with_host, int *literal,
                           struct cerr *e)
 {
-    const char *slash = memchr(p, '/', n);
-    size_t start = 0, i, repo_at, wild_at = NONE, colon_at = NONE, depth = 0;
+    size_t start, i, repo_at, wild_at = NONE, colon_at = NONE, depth = 0;
     size_t brace_at[BRACE_MAX_DEPTH];
     int hub = 0, in_repo = 1, slash_in_repo = 0, lit_open = 1;
     int allow = o && o->allow_repository_wildcards;
 
-    *with_host = 0;
     sb_puts(re, "^");
-    if (slash) {
-        size_t hl = (size_t)(slash - p);
-        if (memchr(p, '.', hl) || memchr(p, ':', hl) ||
-            (hl == 9 && strncasecmp(p, "localhost", 9) == 0)) {
-            size_t bad = host_check(p, hl);
-            if (bad != NONE)
-                return cerr_set(e, bad,
-                                "invalid registry host '%.*s' (hosts are literal: NAME[:PORT])",
-                                (int)hl, p);
-            if (emit_hosts(re, p, hl, o, &hub) < 0) return cerr_set(e, 0, "out of memory");
-            sb_puts(re, "/");
-            *with_host = 1;
-            start = hl + 1;
-        }
-    }
+    if (glob_host(p, n, o, re, &hub, with_host, &start, e) < 0) return -1;
     repo_at = re->len;
     if (start == n || (!repo_only && p[start] == ':'))
         return cerr_set(e, start, "empty repository");
