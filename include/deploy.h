@@ -41,6 +41,12 @@ struct deploy_env {
      * resp->err when no answer came; resp is always freed by the caller). */
     int (*request)(void *ctx, const char *method, const char *path, const char *body,
                    struct httpc_resp *resp);
+    /* Optional: a GET as request does, handing the body to on_body as it arrives
+     * (marathon_get_progressive's contract). NULL: request is used and the body read at the
+     * end. */
+    int (*get_progressive)(void *ctx, const char *path,
+                           void (*on_body)(const char *body, size_t len, void *arg), void *arg,
+                           struct httpc_resp *resp);
     /* The event stream (follow.h's contract); may all be NULL: no stream, poll only. */
     int (*stream_connected)(void *ctx);
     unsigned (*stream_generation)(void *ctx);

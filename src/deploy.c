@@ -60,6 +60,13 @@ static int real_request(void *ctx, const char *method, const char *path, const c
     return marathon_request(((struct deployer *)ctx)->m, method, path, body, resp);
 }
 
+static int real_get_progressive(void *ctx, const char *path,
+                                void (*on_body)(const char *, size_t, void *), void *arg,
+                                struct httpc_resp *resp)
+{
+    return marathon_get_progressive(((struct deployer *)ctx)->m, path, on_body, arg, resp);
+}
+
 static int real_connected(void *ctx)
 {
     return follower_connected(((struct deployer *)ctx)->f);
@@ -705,9 +712,15 @@ static double pending_approvals(void *ctx)
 struct deployer *deployer_new(const struct config *cfg, struct pushq *q, struct marathon *m,
                               struct follower *f, char *err, size_t errlen)
 {
-    struct deploy_env env = {NULL,         real_now,       real_sleep,
-                             real_request, real_connected, real_generation,
-                             real_watch,   real_wait,      real_unwatch};
+    struct deploy_env env = {.now_ms = real_now,
+                             .sleep_ms = real_sleep,
+                             .request = real_request,
+                             .get_progressive = real_get_progressive,
+                             .stream_connected = real_connected,
+                             .stream_generation = real_generation,
+                             .watch = real_watch,
+                             .wait = real_wait,
+                             .unwatch = real_unwatch};
     struct deployer *d = deployer_new_env(cfg, q, &env, err, errlen);
     if (!d) return NULL;
     if (open_registry(d, cfg, err, errlen) < 0) {

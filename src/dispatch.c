@@ -20,6 +20,34 @@
 
 #define BATCH 64
 
+/* Read ahead once this much past what was read has come: curl hands the body over in 16 KiB
+ * pieces, each of which cuts an app in two (read again whole with the next piece). */
+#define LISTING_READ_AHEAD (64 * 1024)
+
+/* httpc's on_body for the listing: reads the apps whole so far (a listing over a network
+ * arrives over milliseconds; read meanwhile, only its last piece is left when it ends); an
+ * answer that starts over (another Marathon URL) starts the stream over. */
+static void listing_arrived(const char *body, size_t len, void *ctx)
+{
+    struct listing_stream *ls = ctx;
+    if (body) {
+        if (len - ls->pos >= LISTING_READ_AHEAD) listing_stream_feed(ls, body, len);
+        return;
+    }
+    const char *label = ls->label;
+    listing_stream_free(ls);
+    listing_stream_init(ls, label);
+}
+
+/* One GET of the listing, read while it arrives when the environment can. */
+static int get_listing(struct deployer *d, const char *path, struct listing_stream *ls,
+                       struct httpc_resp *resp)
+{
+    if (d->env.get_progressive)
+        return d->env.get_progressive(d->env.ctx, path, listing_arrived, ls, resp);
+    return job_request(d, "GET", path, NULL, resp);
+}
+
 int dispatch_list_apps(struct deployer *d, int64_t deadline, struct listing *out, char *err,
                        size_t errlen)
 {
@@ -31,13 +59,16 @@ int dispatch_list_apps(struct deployer *d, int64_t deadline, struct listing *out
     memset(out, 0, sizeof *out);
     for (int attempt = 0; !job_stopping(d) && !atomic_load(&d->draining); attempt++) {
         struct httpc_resp resp;
-        int rc = job_request(d, "GET", path.data, NULL, &resp);
+        struct listing_stream ls;
+        listing_stream_init(&ls, label);
+        int rc = get_listing(d, path.data, &ls, &resp);
         if (rc == 0 && resp.status == 200) {
-            ok = listing_parse(resp.body.data ? resp.body.data : "", resp.body.len, label, out, err,
-                               errlen);
+            ok = listing_stream_end(&ls, resp.body.data ? resp.body.data : "", resp.body.len, out,
+                                    err, errlen);
             httpc_resp_free(&resp);
             if (ok == 0) break;
         } else {
+            listing_stream_free(&ls);
             marathon_error_text(&resp, err, errlen);
             httpc_resp_free(&resp);
             /* Retrying cannot help a refusal of our credentials or of the selector. */

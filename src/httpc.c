@@ -65,6 +65,8 @@ struct sink {
     int (*abandon)(void *ctx);
     void *abandon_ctx;
     int abandoned;
+    void (*on_body)(const char *body, size_t len, void *ctx);
+    void *on_body_ctx;
 };
 
 static size_t on_write(char *p, size_t size, size_t nmemb, void *userdata)
@@ -75,7 +77,10 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *userdata)
         s->on_data(p, n, s->ctx);
         return n;
     }
-    if (buf_add(&s->resp->body, p, n) < 0) s->overflow = 1; /* keep what fits, drop the rest */
+    if (buf_add(&s->resp->body, p, n) < 0)
+        s->overflow = 1; /* keep what fits, drop the rest */
+    else if (s->on_body && !s->overflow && s->resp->status >= 200 && s->resp->status < 300)
+        s->on_body(s->resp->body.data, s->resp->body.len, s->on_body_ctx);
     return n;
 }
 
@@ -228,6 +233,9 @@ static int perform(const struct httpc_req *req, struct httpc_resp *resp, struct 
     }
     s->abandon = req->abandon;
     s->abandon_ctx = req->abandon_ctx;
+    s->on_body = streaming ? NULL : req->on_body;
+    s->on_body_ctx = req->on_body_ctx;
+    if (s->on_body) s->on_body(NULL, 0, s->on_body_ctx);
     if (streaming || req->abandon) {
         curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
         curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);

@@ -303,41 +303,48 @@ static int key_is(const struct key *k, const char *want, size_t want_len)
  * must consume the value. Without a callback every value is skipped. */
 typedef int (*member_fn)(struct sc *s, const struct key *key, void *ctx);
 
-static int object(struct sc *s, member_fn fn, void *ctx)
+/* One member at s->p (its key, ':', its value). */
+static int member(struct sc *s, member_fn fn, void *ctx)
 {
-    if (++s->depth > MAX_DEPTH) return err(s, "nested too deeply");
-    s->p++;
     ws(s);
-    if (s->p < s->end && *s->p == '}') {
+    if (s->p >= s->end || *s->p != '"') return err(s, "expected a key");
+    struct key key;
+    int esc;
+    char small[128], *decoded = NULL;
+    if (scan_string(s, &key.p, &key.len, &esc) < 0) return -1;
+    if (fn && esc) {
+        decoded = key.len < sizeof small ? small : malloc(key.len + 1);
+        if (!decoded) return err(s, "out of memory");
+        decode(key.p, key.len, decoded);
+        key.p = decoded;
+        key.len = strlen(decoded); /* escapes of NUL are refused: no byte is cut off */
+    }
+    ws(s);
+    int rc;
+    if (s->p >= s->end || *s->p != ':') {
+        rc = err(s, "expected ':'");
+    } else {
+        s->p++;
+        ws(s);
+        rc = fn ? fn(s, &key, ctx) : value(s);
+    }
+    if (decoded != small) free(decoded);
+    return rc;
+}
+
+/* The rest of an object whose '{' was read: from its first member on, or (after_value) from
+ * the end of a member's value on. */
+static int object_rest(struct sc *s, member_fn fn, void *ctx, int after_value)
+{
+    ws(s);
+    if (!after_value && s->p < s->end && *s->p == '}') {
         s->p++;
         s->depth--;
         return 0;
     }
     for (;;) {
-        ws(s);
-        if (s->p >= s->end || *s->p != '"') return err(s, "expected a key");
-        struct key key;
-        int esc;
-        char small[128], *decoded = NULL;
-        if (scan_string(s, &key.p, &key.len, &esc) < 0) return -1;
-        if (fn && esc) {
-            decoded = key.len < sizeof small ? small : malloc(key.len + 1);
-            if (!decoded) return err(s, "out of memory");
-            decode(key.p, key.len, decoded);
-            key.p = decoded;
-            key.len = strlen(decoded); /* escapes of NUL are refused: no byte is cut off */
-        }
-        ws(s);
-        int rc;
-        if (s->p >= s->end || *s->p != ':') {
-            rc = err(s, "expected ':'");
-        } else {
-            s->p++;
-            ws(s);
-            rc = fn ? fn(s, &key, ctx) : value(s);
-        }
-        if (decoded != small) free(decoded);
-        if (rc < 0) return -1;
+        if (!after_value && member(s, fn, ctx) < 0) return -1;
+        after_value = 0;
         ws(s);
         if (s->p < s->end && *s->p == ',') {
             s->p++;
@@ -352,22 +359,32 @@ static int object(struct sc *s, member_fn fn, void *ctx)
     }
 }
 
-/* Walks an array at s->p ('['), calling on_elem for each element (or skipping them). */
-typedef int (*elem_fn)(struct sc *s, void *ctx);
-
-static int array(struct sc *s, elem_fn fn, void *ctx)
+static int object(struct sc *s, member_fn fn, void *ctx)
 {
     if (++s->depth > MAX_DEPTH) return err(s, "nested too deeply");
     s->p++;
+    return object_rest(s, fn, ctx, 0);
+}
+
+/* Walks an array at s->p ('['), calling on_elem for each element (or skipping them). */
+typedef int (*elem_fn)(struct sc *s, void *ctx);
+
+/* The rest of an array whose '[' was read: from its first element on, or (after_elem) from
+ * the end of an element on. */
+static int array_rest(struct sc *s, elem_fn fn, void *ctx, int after_elem)
+{
     ws(s);
-    if (s->p < s->end && *s->p == ']') {
+    if (!after_elem && s->p < s->end && *s->p == ']') {
         s->p++;
         s->depth--;
         return 0;
     }
     for (;;) {
-        ws(s);
-        if ((fn ? fn(s, ctx) : value(s)) < 0) return -1;
+        if (!after_elem) {
+            ws(s);
+            if ((fn ? fn(s, ctx) : value(s)) < 0) return -1;
+        }
+        after_elem = 0;
         ws(s);
         if (s->p < s->end && *s->p == ',') {
             s->p++;
@@ -380,6 +397,13 @@ static int array(struct sc *s, elem_fn fn, void *ctx)
         }
         return err(s, "expected ',' or ']'");
     }
+}
+
+static int array(struct sc *s, elem_fn fn, void *ctx)
+{
+    if (++s->depth > MAX_DEPTH) return err(s, "nested too deeply");
+    s->p++;
+    return array_rest(s, fn, ctx, 0);
 }
 
 static int literal(struct sc *s, const char *word)
@@ -462,26 +486,18 @@ static int app_member(struct sc *s, const struct key *key, void *ctx)
     return value(s);
 }
 
-struct top_ctx {
-    struct listing *out;
-    size_t cap;
-    const char *label;
-    size_t label_len;
-    int seen_apps;
-};
-
 static int app_elem(struct sc *s, void *ctx)
 {
-    struct top_ctx *t = ctx;
+    struct listing_stream *t = ctx;
     if (s->p >= s->end || *s->p != '{') return value(s); /* not an app: cJSON skips it too */
-    if (t->out->n == t->cap) {
+    if (t->out.n == t->cap) {
         size_t ncap = t->cap ? t->cap * 2 : 64;
-        struct listed_app *na = realloc(t->out->apps, ncap * sizeof *na);
+        struct listed_app *na = realloc(t->out.apps, ncap * sizeof *na);
         if (!na) return err(s, "out of memory");
-        t->out->apps = na;
+        t->out.apps = na;
         t->cap = ncap;
     }
-    struct listed_app *app = &t->out->apps[t->out->n++];
+    struct listed_app *app = &t->out.apps[t->out.n++];
     memset(app, 0, sizeof *app);
     struct app_ctx a = {app, t->label, t->label_len, 0, 0, 0};
     return object(s, app_member, &a);
@@ -489,7 +505,7 @@ static int app_elem(struct sc *s, void *ctx)
 
 static int top_member(struct sc *s, const struct key *key, void *ctx)
 {
-    struct top_ctx *t = ctx;
+    struct listing_stream *t = ctx;
     if (KEY_IS(key, "apps") && !t->seen_apps++) {
         if (s->p < s->end && *s->p == '[') return array(s, app_elem, ctx);
         return err(s, "\"apps\" is not an array");
@@ -497,26 +513,116 @@ static int top_member(struct sc *s, const struct key *key, void *ctx)
     return value(s);
 }
 
-int listing_parse(const char *json, size_t len, const char *label, struct listing *out, char *e,
-                  size_t errlen)
+enum { LS_PREFIX, LS_FIRST, LS_NEXT, LS_OFF };
+
+void listing_stream_init(struct listing_stream *ls, const char *label)
 {
-    memset(out, 0, sizeof *out);
-    struct sc s = {json, json + len, 0, NULL, out};
-    struct top_ctx t = {out, 0, label, strlen(label), 0};
-    ws(&s);
-    int rc = (s.p < s.end && *s.p == '{') ? object(&s, top_member, &t) : err(&s, "not an object");
+    memset(ls, 0, sizeof *ls);
+    ls->label = label;
+    ls->label_len = strlen(label);
+    ls->phase = LS_PREFIX;
+}
+
+/* Reads the document's opening `{"apps":[` (white space allowed between the tokens, as JSON
+ * does) once it has all come; anything else turns reading ahead off: the end reads it all. */
+static void stream_prefix(struct listing_stream *ls, const char *text, size_t len)
+{
+    static const char *const tokens[] = {"{", "\"apps\"", ":", "["};
+    const char *p = text, *end = text + len;
+    for (size_t i = 0; i < sizeof tokens / sizeof tokens[0]; i++) {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+            p++;
+        size_t n = strlen(tokens[i]), have = (size_t)(end - p);
+        if (memcmp(p, tokens[i], have < n ? have : n) != 0) {
+            ls->phase = LS_OFF;
+            return;
+        }
+        if (have < n) return; /* not all here yet */
+        p += n;
+    }
+    ls->pos = (size_t)(p - text);
+    ls->seen_apps = 1;
+    ls->phase = LS_FIRST;
+}
+
+void listing_stream_feed(struct listing_stream *ls, const char *text, size_t len)
+{
+    if (ls->phase == LS_PREFIX) stream_prefix(ls, text, len);
+    while ((ls->phase == LS_FIRST || ls->phase == LS_NEXT) && !ls->ahead_done &&
+           len >= ls->retry_at) {
+        struct sc s = {text + ls->pos, text + len, 2, NULL, &ls->out};
+        ws(&s);
+        if (ls->phase == LS_NEXT && s.p < s.end) {
+            if (*s.p != ',') { /* ']' or an error: the end reads it */
+                ls->ahead_done = 1;
+                return;
+            }
+            s.p++;
+            ws(&s);
+        }
+        if (s.p >= s.end) return;
+        /* Only objects are read ahead: they end with their own '}', so one that reads whole
+         * now reads the same when all has come; a number at the edge could still grow. */
+        if (*s.p != '{') {
+            ls->ahead_done = 1;
+            return;
+        }
+        size_t n = ls->out.n;
+        if (app_elem(&s, ls) < 0) { /* not all here yet (or not valid: the end says) */
+            ls->out.n = n;
+            ls->retry_at = len + (len - ls->pos); /* again when twice as much has come */
+            return;
+        }
+        ls->pos = (size_t)(s.p - text);
+        ls->phase = LS_NEXT;
+    }
+}
+
+int listing_stream_end(struct listing_stream *ls, const char *json, size_t len, struct listing *out,
+                       char *e, size_t errlen)
+{
+    struct sc s = {json, json + len, 0, NULL, &ls->out};
+    int rc;
+    if (ls->phase == LS_FIRST || ls->phase == LS_NEXT) {
+        /* Inside the top object's "apps" array, after what was read ahead. */
+        s.p = json + ls->pos;
+        s.depth = 2;
+        rc = array_rest(&s, app_elem, ls, ls->phase == LS_NEXT);
+        if (rc == 0) rc = object_rest(&s, top_member, ls, 1);
+    } else {
+        ws(&s);
+        rc = (s.p < s.end && *s.p == '{') ? object(&s, top_member, ls) : err(&s, "not an object");
+    }
     if (rc == 0) {
         ws(&s);
         if (s.p != s.end) rc = err(&s, "trailing data");
     }
-    if (rc == 0 && !t.seen_apps) rc = err(&s, "no \"apps\" array");
+    if (rc == 0 && !ls->seen_apps) rc = err(&s, "no \"apps\" array");
     if (rc < 0) {
         snprintf(e, errlen, "Marathon's app list is not valid: %s at byte %ld", s.fail,
                  (long)(s.p - json));
-        listing_free(out);
+        listing_stream_free(ls);
+        memset(out, 0, sizeof *out);
         return -1;
     }
+    *out = ls->out;
+    memset(&ls->out, 0, sizeof ls->out);
+    ls->cap = 0;
     return 0;
+}
+
+void listing_stream_free(struct listing_stream *ls)
+{
+    listing_free(&ls->out);
+    ls->cap = 0;
+}
+
+int listing_parse(const char *json, size_t len, const char *label, struct listing *out, char *e,
+                  size_t errlen)
+{
+    struct listing_stream ls;
+    listing_stream_init(&ls, label);
+    return listing_stream_end(&ls, json, len, out, e, errlen);
 }
 
 void listing_free(struct listing *l)

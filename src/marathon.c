@@ -159,6 +159,8 @@ static int request(struct marathon *m, const char *method, const char *path, con
             .timeout_ms = m->timeout_ms,
             .follow_redirects = 1,
             .max_response = 64 * 1024 * 1024,
+            .on_body = streaming ? NULL : on_data,
+            .on_body_ctx = ctx,
         };
         if (k > 0) httpc_resp_free(resp);
         rc = streaming ? httpc_stream(&req, on_data, ctx, stop, resp) : httpc_do(&req, resp);
@@ -198,6 +200,13 @@ int marathon_request(struct marathon *m, const char *method, const char *path, c
                      struct httpc_resp *resp)
 {
     return request(m, method, path, body, resp, 0, NULL, NULL, NULL);
+}
+
+int marathon_get_progressive(struct marathon *m, const char *path,
+                             void (*on_body)(const char *body, size_t len, void *ctx), void *ctx,
+                             struct httpc_resp *resp)
+{
+    return request(m, "GET", path, NULL, resp, 0, on_body, ctx, NULL);
 }
 
 int marathon_stream(struct marathon *m, const char *path,

@@ -7,7 +7,9 @@
  */
 #include "approvals.h"
 #include "deploy.h"
+#include "job.h"
 #include "journal.h"
+#include "listing.h"
 #include "log.h"
 #include "report.h"
 #include "testlib.h"
@@ -367,7 +369,24 @@ static int req(void *ctx, const char *method, const char *path, const char *body
         F.nlog++;
     }
     int write = !strcmp(method, "PATCH") || !strcmp(method, "PUT");
-    if (!strcmp(method, "GET") && !strcmp(path, "/v2/apps/staging/foo")) {
+    if (!strcmp(method, "GET") && !strcmp(path, "/v2/apps?label=autodeploy")) {
+        /* The labelled apps: 40 others around the model app (Marathon lists whole apps). */
+        r->status = 200;
+        char *a = cJSON_PrintUnformatted(F.app);
+        buf_adds(&r->body, "{\"apps\":[");
+        for (int i = 0; i < 41; i++) {
+            if (i == 20)
+                buf_adds(&r->body, a);
+            else
+                buf_printf(&r->body,
+                           "{\"id\":\"/other/app-%d\",\"env\":{\"N\":\"%d\",\"PAD\":\"%0*d\"},"
+                           "\"container\":{\"docker\":{\"image\":\"r/other:%d\"}},\"labels\":"
+                           "{\"autodeploy\":\"r/other:main-*\"},\"instances\":%d}",
+                           i, i, 3000, 0, i, i); /* 41 apps, 120 KiB: read ahead in pieces */
+            buf_adds(&r->body, i < 40 ? "," : "]}");
+        }
+        free(a);
+    } else if (!strcmp(method, "GET") && !strcmp(path, "/v2/apps/staging/foo")) {
         r->status = 200;
         app_json(&r->body);
     } else if (!strcmp(method, "GET") && !strcmp(path, "/v2/deployments")) {
@@ -411,6 +430,32 @@ static int req(void *ctx, const char *method, const char *path, const char *body
         reply(r, 404, "{\"message\":\"not found\"}");
     }
     return 0;
+}
+
+/* The listing read while it arrives (marathon_get_progressive's contract): first part of an
+ * answer that then starts over (another Marathon URL), then the answer in growing prefixes of
+ * `step` bytes more each. */
+static size_t progressive_step;
+
+static int get_progressive(void *ctx, const char *path,
+                           void (*on_body)(const char *body, size_t len, void *arg), void *arg,
+                           struct httpc_resp *r)
+{
+    static char lost[100000];
+    int lost_len = snprintf(lost, sizeof lost,
+                            "{\"apps\":[{\"id\":\"/ghost\",\"labels\":{\"autodeploy\":\"g:*\"},"
+                            "\"env\":{\"PAD\":\"%0*d\"}},{\"id\":",
+                            80000, 0);
+    on_body(NULL, 0, arg);
+    on_body(lost, (size_t)lost_len, arg);
+    on_body(NULL, 0, arg);
+    int rc = req(ctx, "GET", path, NULL, r);
+    if (rc == 0 && r->status >= 200 && r->status < 300 && r->body.data) {
+        for (size_t n = progressive_step; n < r->body.len; n += progressive_step)
+            on_body(r->body.data, n, arg);
+        on_body(r->body.data, r->body.len, arg);
+    }
+    return rc;
 }
 
 static int64_t now_ms(void *ctx)
@@ -509,8 +554,15 @@ static struct deployer *make(const char *extra_flags)
     }
     config_publish(c);
     cfg = *c;
-    struct deploy_env env = {NULL,       now_ms, sleep_ms, req,    connected,
-                             generation, watch,  wait_ev,  unwatch};
+    struct deploy_env env = {.now_ms = now_ms,
+                             .sleep_ms = sleep_ms,
+                             .request = req,
+                             .stream_connected = connected,
+                             .stream_generation = generation,
+                             .watch = watch,
+                             .wait = wait_ev,
+                             .unwatch = unwatch};
+    if (progressive_step) env.get_progressive = get_progressive;
     return deployer_new_env(c, NULL, &env, err, sizeof err);
 }
 
@@ -862,6 +914,30 @@ static void fault6b_rollback_followed(int revert_hangs)
               k >= 0 ? reps[k].reason : "-");
     }
     check_writes("6b");
+    deployer_free(d);
+}
+
+/* The dispatcher's listing: the same apps whether read at the end of the answer or while it
+ * arrives (in steps that cut apps anywhere), and an answer that started over leaves nothing. */
+static void dispatcher_listing(size_t step)
+{
+    setup(M1, "strava/foo:master-*", 1);
+    progressive_step = step;
+    struct deployer *d = make("");
+    struct listing l;
+    char err[256] = "";
+    int rc = dispatch_list_apps(d, F.now + 1000, &l, err, sizeof err);
+    CHECK(rc == 0, "listing (step %zu): %s", step, err);
+    CHECK(rc == 0 && l.n == 41, "listing (step %zu): 41 apps, not %zu", step, rc ? 0 : l.n);
+    if (rc == 0 && l.n == 41) {
+        CHECK_STR(l.apps[0].id, "/other/app-0", "first app");
+        CHECK_STR(l.apps[20].id, "/staging/foo", "the model app in place");
+        CHECK_STR(l.apps[20].label, "strava/foo:master-*", "its label");
+        CHECK_STR(l.apps[20].image, M1, "its image");
+        CHECK_STR(l.apps[40].image, "r/other:40", "last app");
+    }
+    if (rc == 0) listing_free(&l);
+    progressive_step = 0;
     deployer_free(d);
 }
 
@@ -1418,6 +1494,10 @@ int main(void)
     fault6a_listed_late();
     fault6b_rollback_followed(0);
     fault6b_rollback_followed(1);
+    dispatcher_listing(0);
+    dispatcher_listing(1);
+    dispatcher_listing(13);
+    dispatcher_listing(4096);
     protocol_405_put();
     protocol_lost_answer();
     protocol_5xx();

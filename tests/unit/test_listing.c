@@ -15,6 +15,67 @@ static const char *jstr(const cJSON *o, const char *k)
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+/* Feeds text to a listing stream in chunks of `chunk` bytes (0: sizes from a generator seeded
+ * with seed), each time from a copy of exactly what has "arrived" (so reading past it is a
+ * memory error under ASan and valgrind), then ends it. */
+static int feed_in_chunks(const char *text, size_t len, const char *label, size_t chunk,
+                          unsigned seed, struct listing *out, char *err, size_t errlen)
+{
+    struct listing_stream ls;
+    listing_stream_init(&ls, label);
+    size_t have = 0;
+    while (have < len) {
+        seed = seed * 1103515245u + 12345u;
+        size_t step = chunk ? chunk : 1 + (seed >> 8) % 3000;
+        have = len - have < step ? len : have + step;
+        char *arrived = malloc(have ? have : 1);
+        memcpy(arrived, text, have);
+        listing_stream_feed(&ls, arrived, have);
+        free(arrived);
+    }
+    return listing_stream_end(&ls, text, len, out, err, errlen);
+}
+
+static int same_str(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && !strcmp(a, b));
+}
+
+/* Reading the text as it arrives, in many chunkings, gives exactly what reading it whole
+ * gives: the same apps with the same strings, or the same error at the same byte. */
+static void streamed_same(const char *name, const char *text, size_t len, const char *label)
+{
+    struct listing whole;
+    char werr[256] = "";
+    int wrc = listing_parse(text, len, label, &whole, werr, sizeof werr);
+    const size_t chunks[] = {1, 2, 7, 64, 511, 4096, 0, 0, 0};
+    int bad = 0;
+    for (size_t c = 0; c < sizeof chunks / sizeof chunks[0]; c++) {
+        if (chunks[c] && chunks[c] < 64 && len > 8192) continue; /* quadratic copying */
+        struct listing l;
+        char err[256] = "";
+        int rc =
+            feed_in_chunks(text, len, label, chunks[c], (unsigned)c * 7919u, &l, err, sizeof err);
+        int same = rc == wrc && !strcmp(err, werr);
+        if (same && rc == 0) {
+            same = l.n == whole.n;
+            for (size_t i = 0; same && i < l.n; i++) {
+                const struct listed_app *a = &l.apps[i], *b = &whole.apps[i];
+                same = same_str(a->id, b->id) && same_str(a->image, b->image) &&
+                       same_str(a->label, b->label) && same_str(a->channel, b->channel) &&
+                       same_str(a->paused, b->paused) && same_str(a->pin, b->pin) &&
+                       same_str(a->digest, b->digest);
+            }
+        }
+        if (!same && !bad++)
+            CHECK(0, "%s: read in chunks of %zu: rc %d \"%s\", whole: rc %d \"%s\"", name,
+                  chunks[c], rc, err, wrc, werr);
+        if (rc == 0) listing_free(&l);
+    }
+    CHECK(!bad, "%s: the same read whole and as it arrives", name);
+    if (wrc == 0) listing_free(&whole);
+}
+
 /* Checks listing_parse against cJSON's reading of the same text. */
 static void differential(const char *name, const char *text, const char *label)
 {
@@ -43,6 +104,7 @@ static void differential(const char *name, const char *text, const char *label)
     }
     listing_free(&l);
     cJSON_Delete(root);
+    streamed_same(name, text, strlen(text), label);
 }
 
 static char *wrap_app(const char *text)
@@ -132,6 +194,7 @@ static void test_table(void)
         char err[256] = "";
         int rc = listing_parse(bad[i].text, strlen(bad[i].text), "autodeploy", &l, err, sizeof err);
         CHECK(rc < 0 && err[0], "%s refused (%s)", bad[i].name, err);
+        streamed_same(bad[i].name, bad[i].text, strlen(bad[i].text), "autodeploy");
     }
     char deep[4000];
     size_t o = (size_t)snprintf(deep, sizeof deep, "{\"apps\":[{\"x\":");
@@ -143,6 +206,7 @@ static void test_table(void)
     struct listing l;
     char err[256];
     CHECK(listing_parse(deep, o, "autodeploy", &l, err, sizeof err) < 0, "600 levels refused");
+    streamed_same("600 levels", deep, o, "autodeploy");
 
     const char *good =
         "{\"version\":[1,{\"apps\":2}],\"apps\":[7,\"x\",null,"
@@ -161,13 +225,57 @@ static void test_table(void)
         CHECK(l.apps[1].label == NULL && l.apps[1].id == NULL, "non-string label is absent");
         listing_free(&l);
     }
+    streamed_same("valid document", good, strlen(good), "autodeploy");
     cJSON *j = cJSON_Parse(good);
     CHECK(j != NULL, "the valid document is valid for cJSON too");
     cJSON_Delete(j);
 }
 
+/* The shapes reading ahead treats apart: white space in the opening, elements that are not
+ * objects (a number at the edge of what has come could still grow), "apps" not first or
+ * written with an escape (read at the end), a second "apps", a body that starts over. */
+static void test_stream(void)
+{
+    const char *docs[] = {
+        " \r\n{ \"apps\" :\t[ {\"id\":\"/a\",\"labels\":{\"autodeploy\":\"r/a:*\"}} ,"
+        "{\"id\":\"/b\",\"n\":12345} ] , \"x\" : 1 } ",
+        "{\"apps\":[12345,{\"id\":\"/a\"},true,{\"id\":\"/b\"}]}",
+        "{\"apps\":[{\"id\":\"/a\"},12345]}",
+        "{\"apps\":[]}",
+        "{\"apps\":[{\"id\":\"/a\"}],\"apps\":[{\"id\":\"/b\"}]}",
+        "{\"x\":[1],\"apps\":[{\"id\":\"/a\"}]}",
+        "{\"\\u0061pps\":[{\"id\":\"/a\"}]}",
+        "{\"apps\":[{\"id\":\"/a\"},{\"id\":\"/b\" \"x\":1}]}",
+        "{\"apps\":[{\"id\":\"/a\"}]}{",
+        "{\"apps\":[{\"id\":\"/a\"},]}",
+        "{\"apps\":[{\"id\":\"/\u00e9\\u00e9\"}]}",
+        "{\"apps\":[{\"id\":\"/a\"}",
+    };
+    for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "stream shape %zu", i);
+        streamed_same(name, docs[i], strlen(docs[i]), "autodeploy");
+    }
+    /* An answer that starts over (a failover): the stream is abandoned and started again. */
+    const char *first = "{\"apps\":[{\"id\":\"/old\"},{\"id\":\"/o";
+    const char *second = "{\"apps\":[{\"id\":\"/new\"}]}";
+    struct listing_stream ls;
+    listing_stream_init(&ls, "autodeploy");
+    listing_stream_feed(&ls, first, strlen(first));
+    CHECK(ls.out.n == 1, "the whole app of the first answer read ahead (%zu)", ls.out.n);
+    listing_stream_free(&ls);
+    listing_stream_init(&ls, "autodeploy");
+    listing_stream_feed(&ls, second, strlen(second));
+    struct listing l;
+    char err[256] = "";
+    int rc = listing_stream_end(&ls, second, strlen(second), &l, err, sizeof err);
+    CHECK(rc == 0 && l.n == 1 && !strcmp(l.apps[0].id, "/new"), "only the second answer's app");
+    if (rc == 0) listing_free(&l);
+}
+
 int main(void)
 {
+    test_stream();
     test_fixtures();
     test_table();
     return TEST_DONE("test_listing");
