@@ -6,11 +6,14 @@ end of one answer to the arrival of its next request) can be summed without coun
 emulator's (Python's) own service time. Used by tests/bench/deploy_latency.py.
 
     timing_proxy.py --upstream http://127.0.0.1:PORT --port-file FILE [--listen 127.0.0.1:0]
+                    [--pace-mbit N]
 
 Per request it records: method, path, status, nth_on_connection (1: a new connection), t_in (the request line was read: the request has
 arrived), t_start (the upstream answer is complete, writing it back begins), t_done (the last
 byte was written to autodeployd's socket). Answers are buffered whole before being written
-back, so t_start..t_done is the copy into the socket, not the emulator's time.
+back, so t_start..t_done is the copy into the socket, not the emulator's time. With --pace-mbit N
+an answer larger than 64 KiB is written in 64 KiB pieces no faster than N Mbit/s, as a network
+link between autodeployd and Marathon would deliver it (loopback delivers a megabyte at once).
 GET /v2/events (Server-Sent Events) is relayed byte for byte and not recorded.
 
 Control (never forwarded): GET /_proxy/log?since=SEQ -> {"records":[...]};
@@ -61,6 +64,7 @@ class State:
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     state = None
+    pace_mbit = 0
 
     def log_message(self, fmt, *args):  # quiet
         pass
@@ -116,11 +120,26 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 out.append("%s: %s\r\n" % (k, v))
         out.append("Content-Length: %d\r\n\r\n" % len(data))
         t_start = time.monotonic_ns()
-        self.wfile.write("".join(out).encode("latin-1") + data)
+        self.write_paced("".join(out).encode("latin-1") + data, t_start)
         t_done = time.monotonic_ns()
         self.state.add({"method": self.command, "path": self.path, "status": resp.status,
                         "bytes": len(data), "t_in": self.t_in, "t_start": t_start,
                         "t_done": t_done, "nth_on_connection": self.n_req})
+
+    def write_paced(self, data, t_start):
+        rate = self.pace_mbit * 1e6 / 8 / 1e9  # bytes per nanosecond
+        if not rate or len(data) <= 65536:
+            self.wfile.write(data)
+            return
+        for off in range(0, len(data), 65536):
+            due = t_start + off / rate  # this piece may leave once the earlier ones have
+            while True:
+                wait = due - time.monotonic_ns()
+                if wait <= 0:
+                    break
+                time.sleep(wait / 1e9)
+            self.wfile.write(data[off:off + 65536])
+            self.wfile.flush()
 
     def relay_stream(self):
         up = socket.create_connection((self.state.host, self.state.port), timeout=None)
@@ -200,7 +219,10 @@ def main(argv=None):
     ap.add_argument("--listen", default="127.0.0.1:0")
     ap.add_argument("--upstream", required=True)
     ap.add_argument("--port-file", required=True)
+    ap.add_argument("--pace-mbit", type=float, default=0,
+                    help="write large answers no faster than this many Mbit/s (0: at once)")
     a = ap.parse_args(argv)
+    Handler.pace_mbit = a.pace_mbit
     host, _, port = a.listen.rpartition(":")
     Handler.state = State(a.upstream)
     srv = http.server.ThreadingHTTPServer((host, int(port)), Handler)
