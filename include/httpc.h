@@ -42,8 +42,10 @@ struct httpc_req {
     void *abandon_ctx;
     /* Optional (httpc_do only): called each time more of a 2xx answer's body has arrived, with
      * all of it so far (body, len; the buffer may move between calls), so a large answer can be
-     * read while it arrives; and with (NULL, 0) when an answer starts, to forget an earlier
-     * one. The body is kept in resp as without it. Called on the requesting thread. */
+     * read while it arrives; and with (NULL, 0) when httpc_do starts, before any answer, so a
+     * caller trying several URLs forgets the previous attempt's (libcurl hands over no body
+     * of a redirect it follows). The body is kept in resp as without it. Called on the requesting
+     * thread. */
     void (*on_body)(const char *body, size_t len, void *ctx);
     void *on_body_ctx;
 };

@@ -48,9 +48,11 @@ void listing_free(struct listing *l);
  * offsets are kept); it reads the app objects that are whole by then. listing_stream_end, given
  * the whole text, reads the rest and gives exactly what listing_parse gives for that text (the
  * same listing, or the same error at the same byte). Reading ahead needs the document to begin
- * `{"apps":[`, as Marathon's does; any other document is read at the end. An app object cut by
- * the end of what has come is read again once the text past it has doubled, so the whole costs
- * at most about twice one pass. Pure; not thread-safe (one stream, one thread).
+ * `{"apps":[`, as Marathon's does; any other document is read at the end. When what has come
+ * ends inside an app object (or the opening, or a run of white space), reading ahead waits until
+ * the text past what it has read has doubled, so that however the text arrives the whole costs
+ * about two passes; an app read too early gives its strings back. Pure; not thread-safe (one
+ * stream, one thread).
  */
 struct listing_stream {
     struct listing out; /* the apps read so far */

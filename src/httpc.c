@@ -78,7 +78,7 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *userdata)
         return n;
     }
     if (buf_add(&s->resp->body, p, n) < 0)
-        s->overflow = 1; /* keep what fits, drop the rest */
+        s->overflow = 1; /* the answer is cut: httpc_do fails with "answer too large" */
     else if (s->on_body && !s->overflow && s->resp->status >= 200 && s->resp->status < 300)
         s->on_body(s->resp->body.data, s->resp->body.len, s->on_body_ctx);
     return n;

@@ -42,13 +42,10 @@ static char *alloc_string(struct sc *s, size_t n)
         if (!nb) return NULL;
         nb->used = 0;
         nb->cap = cap;
-        if (b && own) { /* and the current block goes on being filled */
-            nb->next = b->next;
-            b->next = nb;
-        } else {
-            nb->next = b;
-            s->out->blocks = nb;
-        }
+        /* New blocks go first, so that an app read too early can give its strings back
+         * (drop_since); after a long string the next short one starts a new block. */
+        nb->next = b;
+        s->out->blocks = nb;
         b = nb;
     }
     char *p = b->data + b->used;
@@ -525,6 +522,24 @@ void listing_stream_init(struct listing_stream *ls, const char *label)
 
 /* Reads the document's opening `{"apps":[` (white space allowed between the tokens, as JSON
  * does) once it has all come; anything else turns reading ahead off: the end reads it all. */
+/* Not all here yet: try again once the text past pos has doubled, so that however it arrives
+ * (a long app, a long run of white space) reading ahead costs about two passes in all. */
+static void wait_for_more(struct listing_stream *ls, size_t len)
+{
+    ls->retry_at = len + (len - ls->pos);
+}
+
+/* Gives back the strings kept since the mark (the first block then and how full it was). */
+static void drop_since(struct listing *l, struct listing_block *mark, size_t used)
+{
+    while (l->blocks && l->blocks != mark) {
+        struct listing_block *b = l->blocks;
+        l->blocks = b->next;
+        free(b);
+    }
+    if (mark) mark->used = used;
+}
+
 static void stream_prefix(struct listing_stream *ls, const char *text, size_t len)
 {
     static const char *const tokens[] = {"{", "\"apps\"", ":", "["};
@@ -537,7 +552,10 @@ static void stream_prefix(struct listing_stream *ls, const char *text, size_t le
             ls->phase = LS_OFF;
             return;
         }
-        if (have < n) return; /* not all here yet */
+        if (have < n) { /* not all here yet */
+            wait_for_more(ls, len);
+            return;
+        }
         p += n;
     }
     ls->pos = (size_t)(p - text);
@@ -547,11 +565,14 @@ static void stream_prefix(struct listing_stream *ls, const char *text, size_t le
 
 void listing_stream_feed(struct listing_stream *ls, const char *text, size_t len)
 {
+    if (len < ls->retry_at) return;
     if (ls->phase == LS_PREFIX) stream_prefix(ls, text, len);
-    while ((ls->phase == LS_FIRST || ls->phase == LS_NEXT) && !ls->ahead_done &&
-           len >= ls->retry_at) {
+    while ((ls->phase == LS_FIRST || ls->phase == LS_NEXT) && !ls->ahead_done) {
         struct sc s = {text + ls->pos, text + len, 2, NULL, &ls->out};
         ws(&s);
+        /* White space is read for good: the end allows it here as the whole reading does. A
+         * ',' is not: only with the element after it. */
+        ls->pos = (size_t)(s.p - text);
         if (ls->phase == LS_NEXT && s.p < s.end) {
             if (*s.p != ',') { /* ']' or an error: the end reads it */
                 ls->ahead_done = 1;
@@ -560,7 +581,10 @@ void listing_stream_feed(struct listing_stream *ls, const char *text, size_t len
             s.p++;
             ws(&s);
         }
-        if (s.p >= s.end) return;
+        if (s.p >= s.end) {
+            wait_for_more(ls, len);
+            return;
+        }
         /* Only objects are read ahead: they end with their own '}', so one that reads whole
          * now reads the same when all has come; a number at the edge could still grow. */
         if (*s.p != '{') {
@@ -568,9 +592,12 @@ void listing_stream_feed(struct listing_stream *ls, const char *text, size_t len
             return;
         }
         size_t n = ls->out.n;
+        struct listing_block *mark = ls->out.blocks;
+        size_t used = mark ? mark->used : 0;
         if (app_elem(&s, ls) < 0) { /* not all here yet (or not valid: the end says) */
             ls->out.n = n;
-            ls->retry_at = len + (len - ls->pos); /* again when twice as much has come */
+            drop_since(&ls->out, mark, used);
+            wait_for_more(ls, len);
             return;
         }
         ls->pos = (size_t)(s.p - text);

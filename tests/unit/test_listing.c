@@ -256,6 +256,25 @@ static void test_stream(void)
         snprintf(name, sizeof name, "stream shape %zu", i);
         streamed_same(name, docs[i], strlen(docs[i]), "autodeploy");
     }
+    /* Long runs of white space everywhere reading ahead waits: in the opening, after '[',
+     * after an app, after ',', before ']' (and one trailing comma, which must stay refused). */
+    static const char *const parts[][2] = {
+        {"{", "\"apps\":[{\"id\":\"/a\"},{\"id\":\"/b\"}]}"},
+        {"{\"apps\":[", "{\"id\":\"/a\"},{\"id\":\"/b\"}]}"},
+        {"{\"apps\":[{\"id\":\"/a\"}", ",{\"id\":\"/b\"}]}"},
+        {"{\"apps\":[{\"id\":\"/a\"},", "{\"id\":\"/b\"}]}"},
+        {"{\"apps\":[{\"id\":\"/a\"},{\"id\":\"/b\"}", "]}"},
+        {"{\"apps\":[{\"id\":\"/a\"},", "]}"},
+    };
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        size_t run = 5000, n = strlen(parts[i][0]) + run + strlen(parts[i][1]);
+        char *doc = malloc(n + 1);
+        snprintf(doc, n + 1, "%s%*s%s", parts[i][0], (int)run, "", parts[i][1]);
+        char name[48];
+        snprintf(name, sizeof name, "white space run %zu", i);
+        streamed_same(name, doc, n, "autodeploy");
+        free(doc);
+    }
     /* An answer that starts over (a failover): the stream is abandoned and started again. */
     const char *first = "{\"apps\":[{\"id\":\"/old\"},{\"id\":\"/o";
     const char *second = "{\"apps\":[{\"id\":\"/new\"}]}";
