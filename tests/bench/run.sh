@@ -273,13 +273,33 @@ D_HWM=""
 D_IDLE_RSS=""
 D_IDLE_ANON=""
 D_STREAM=""
-if wait_file "$W/emu.port"; then
+# start_proxy NAME [ARGS...]: tests/bench/timing_proxy.py in front of the emulator; sets PRXPID,
+# and PXURL ("" when it did not start)
+start_proxy() {
+    name=$1
+    shift
     python3 tests/bench/timing_proxy.py --upstream "http://127.0.0.1:$(cat "$W/emu.port")" \
-        --port-file "$W/proxy.port" >"$W/proxy.log" 2>&1 &
-    PRX=$!
-    PIDS="$PIDS $PRX"
-    if wait_file "$W/proxy.port"; then
-        PURL="http://127.0.0.1:$(cat "$W/proxy.port")"
+        --port-file "$W/$name.port" "$@" >"$W/$name.log" 2>&1 &
+    PRXPID=$!
+    PIDS="$PIDS $PRXPID"
+    PXURL=""
+    if wait_file "$W/$name.port"; then PXURL="http://127.0.0.1:$(cat "$W/$name.port")"; fi
+}
+
+# deploy_run PROXY_URL ERR_FILE: benchmark 4's driver against the daemon started last; prints its
+# DEPLOY line
+deploy_run() {
+    timeout 150 python3 tests/bench/deploy_latency.py run \
+        --webhook "http://127.0.0.1:$DPORT/v1/webhooks/registry" --proxy "$1" \
+        --apps 1000 --pushes "$PUSHES" --warmup 5 --settle 0.1 --max-seconds 100 \
+        2>"$2" | grep '^DEPLOY ' | tail -n 1
+}
+
+if wait_file "$W/emu.port"; then
+    start_proxy proxy
+    PRX=$PRXPID
+    PURL=$PXURL
+    if [ -n "$PURL" ]; then
         if start_daemon autodeployd "$W/d.log" --log-level warn --marathon-url "$PURL" \
             --verify-push off; then
             D=$DPID
@@ -288,10 +308,7 @@ if wait_file "$W/emu.port"; then
             D_IDLE_ANON=$(status_kb $D RssAnon)
             D_STREAM=$(curl -s "http://127.0.0.1:$DPORT/readyz" |
                 sed -n 's/.*"event_stream":"\([a-z ]*\)".*/\1/p')
-            D_LINE=$(timeout 150 python3 tests/bench/deploy_latency.py run \
-                --webhook "http://127.0.0.1:$DPORT/v1/webhooks/registry" --proxy "$PURL" \
-                --apps 1000 --pushes "$PUSHES" --warmup 5 --settle 0.1 --max-seconds 100 \
-                2>"$W/deploy.err" | grep '^DEPLOY ' | tail -n 1)
+            D_LINE=$(deploy_run "$PURL" "$W/deploy.err")
             D_HWM=$(status_kb $D VmHWM)
             stop_pid $D
         fi
@@ -306,10 +323,7 @@ if wait_file "$W/emu.port"; then
         if wait_file "$W/reg.port" && start_daemon autodeployd "$W/dv.log" --log-level warn \
             --marathon-url "$PURL" --verify-push require \
             --registry-url "registry.example.com=http://127.0.0.1:$(cat "$W/reg.port")"; then
-            DV_LINE=$(timeout 150 python3 tests/bench/deploy_latency.py run \
-                --webhook "http://127.0.0.1:$DPORT/v1/webhooks/registry" --proxy "$PURL" \
-                --apps 1000 --pushes "$PUSHES" --warmup 5 --settle 0.1 --max-seconds 100 \
-                2>"$W/deployv.err" | grep '^DEPLOY ' | tail -n 1)
+            DV_LINE=$(deploy_run "$PURL" "$W/deployv.err")
             DV_HEADS=$(curl -s "http://127.0.0.1:$(cat "$W/reg.port")/heads" |
                 sed -n 's/.*"heads":\([0-9]*\).*/\1/p')
             stop_pid $DPID
@@ -319,23 +333,14 @@ if wait_file "$W/emu.port"; then
     stop_pid "$PRX"
     # The same with the answers arriving as over a 1 Gbit/s network (the proxy writes large
     # answers in 64 KiB pieces no faster than that; loopback hands over a megabyte at once).
-    python3 tests/bench/timing_proxy.py --upstream "http://127.0.0.1:$(cat "$W/emu.port")" \
-        --port-file "$W/proxyp.port" --pace-mbit 1000 >"$W/proxyp.log" 2>&1 &
-    PRXP=$!
-    PIDS="$PIDS $PRXP"
-    if wait_file "$W/proxyp.port"; then
-        PPURL="http://127.0.0.1:$(cat "$W/proxyp.port")"
-        if start_daemon autodeployd "$W/dp.log" --log-level warn --marathon-url "$PPURL" \
-            --verify-push off; then
-            sleep 1
-            DP_LINE=$(timeout 150 python3 tests/bench/deploy_latency.py run \
-                --webhook "http://127.0.0.1:$DPORT/v1/webhooks/registry" --proxy "$PPURL" \
-                --apps 1000 --pushes "$PUSHES" --warmup 5 --settle 0.1 --max-seconds 100 \
-                2>"$W/deployp.err" | grep '^DEPLOY ' | tail -n 1)
-            stop_pid $DPID
-        fi
+    start_proxy proxyp --pace-mbit 1000
+    if [ -n "$PXURL" ] && start_daemon autodeployd "$W/dp.log" --log-level warn \
+        --marathon-url "$PXURL" --verify-push off; then
+        sleep 1
+        DP_LINE=$(deploy_run "$PXURL" "$W/deployp.err")
+        stop_pid $DPID
     fi
-    stop_pid "$PRXP"
+    stop_pid "$PRXPID"
 fi
 stop_pid $EMU
 [ -n "$D_LINE" ] || note "deploy latency not measured: $(tail -3 "$W/deploy.err" 2>/dev/null)"
