@@ -28,8 +28,8 @@ int marathon_request(struct marathon *m, const char *method, const char *path, c
                      struct httpc_resp *resp);
 
 /* marathon_request for a GET, also handing a 2xx body to on_body as it arrives (httpc_req's
- * on_body contract: all of it so far each time more has come; (NULL, 0) when an answer starts,
- * e.g. at another Marathon URL). For reading a large listing while it arrives. */
+ * on_body contract: all of it so far each time more has come; (NULL, 0) before each attempt,
+ * so one at another Marathon URL starts over). For reading a large listing while it arrives. */
 int marathon_get_progressive(struct marathon *m, const char *path,
                              void (*on_body)(const char *body, size_t len, void *ctx), void *ctx,
                              struct httpc_resp *resp);
