@@ -32,6 +32,12 @@ def pushed(reg, tmp_path, repo, tag, created, salt=""):
     return reg.push(layout, tag, "%s:%s" % (repo, tag))
 
 
+def app_on_main(addr, tag="main-1"):
+    """/staging/app, 1 instance, on team/app:TAG in the registry at addr, label team/app:main-*."""
+    return app("/staging/app", "%s/team/app:%s" % (addr, tag), pattern="team/app:main-*",
+               instances=1)
+
+
 def start(daemon, emu, *args):
     return start_daemon(daemon, emu, "--reconcile-interval", INTERVAL, "--admin-token", ADMIN,
                         "--verify-push", "require", *args)
@@ -82,7 +88,7 @@ def test_lost_notifications_deploy_what_the_rules_choose_once(daemon, registry, 
     for tag in ("1.2.0", "1.3.0", "2.0.0", "1.2.9"):
         pushed(reg, tmp_path, "team/api", tag, "2026-03-01T10:00:00Z")
     emu = marathon([
-        app("/staging/app", "%s/team/app:main-1" % r, pattern="team/app:main-*", instances=1),
+        app_on_main(r),
         app("/staging/worker", "%s/team/worker:latest" % r, pattern="team/worker:latest",
             labels={"autodeploy.digest": first}, instances=1),
         app("/prod/api", "%s/team/api:1.2.0" % r, pattern="semver:team/api:^1.2", instances=1),
@@ -113,8 +119,7 @@ def test_a_late_notification_of_an_older_push_never_undoes_what_reconcile_deploy
     pushed_at = (datetime.datetime.utcnow() - datetime.timedelta(seconds=30)).strftime(
         "%Y-%m-%dT%H:%M:%S.%fZ")
     main2 = pushed(reg, tmp_path, "team/app", "main-2", "2026-03-01T11:00:00Z")
-    emu = marathon([app("/staging/app", "%s/team/app:main-0" % r, pattern="team/app:main-*",
-                        instances=1)])
+    emu = marathon([app_on_main(r, "main-0")])
     d = start(daemon, emu)
     wait_for(lambda: image_of(emu, "/staging/app") == ("%s/team/app:main-2" % r, main2),
              timeout=30, what="reconcile deployed main-2")
@@ -144,8 +149,7 @@ def test_an_image_that_failed_and_was_rolled_back_is_not_tried_again(
     r = reg.addr
     pushed(reg, tmp_path, "team/app", "main-1", "2026-03-01T10:00:00Z")
     pushed(reg, tmp_path, "team/app", "main-2", "2026-03-01T11:00:00Z")
-    emu = marathon([app("/staging/app", "%s/team/app:main-1" % r, pattern="team/app:main-*",
-                        instances=1)])
+    emu = marathon([app_on_main(r)])
     emu.set_behaviour("/staging/app", "fail", seconds=0.3, message="exited with 1", times=1)
     d = start(daemon, emu, "--rollback-on-failure")
     wait_for(lambda: [x for x in records(d, "/staging/app") if x["state"] == "rolled_back"],
@@ -163,8 +167,7 @@ def test_a_notification_is_not_taken_for_a_duplicate_of_what_reconcile_could_not
     reg = registry("open")
     r = reg.addr
     pushed(reg, tmp_path, "team/app", "main-1", "2026-03-01T10:00:00Z")
-    emu = marathon([app("/staging/app", "%s/team/app:main-1" % r, pattern="team/app:main-*",
-                        instances=1)])
+    emu = marathon([app_on_main(r)])
     emu.set_behaviour("/staging/app", "succeed", seconds=8, times=1)
     d = start(daemon, emu, "--reconcile-interval", "1s")
     wait_cycles(d, 1)
@@ -192,8 +195,7 @@ def test_a_tag_no_registry_could_take_does_not_stop_the_app(daemon, registry, ma
     tags = os.path.join(reg.data, "docker/registry/v2/repositories/team/app/_manifests/tags")
     shutil.copytree(os.path.join(tags, "main-2"), os.path.join(tags, "main-" + "x" * 130))
     assert "main-" + "x" * 130 in reg.tags("team/app")
-    emu = marathon([app("/staging/app", "%s/team/app:main-1" % r, pattern="team/app:main-*",
-                        instances=1)])
+    emu = marathon([app_on_main(r)])
     start(daemon, emu)
     wait_for(lambda: image_of(emu, "/staging/app") == ("%s/team/app:main-2" % r, main2),
              timeout=30, what="main-2 deployed")
@@ -214,8 +216,7 @@ def test_a_tag_whose_image_cannot_be_read_does_not_stop_the_app(daemon, registry
     with open(os.path.join(reg.data, "docker/registry/v2/blobs/sha256", cfg[:2], cfg, "data"),
               "wb") as f:
         f.write(b"\x00 not a JSON config")
-    emu = marathon([app("/staging/app", "%s/team/app:main-1" % r, pattern="team/app:main-*",
-                        instances=1)])
+    emu = marathon([app_on_main(r)])
     d = start(daemon, emu, "--registry-url", "%s=http://%s" % (r, proxy.addr))
     wait_for(lambda: image_of(emu, "/staging/app") == ("%s/team/app:main-2" % r, main2),
              timeout=30, what="main-2 deployed")
@@ -233,8 +234,7 @@ def test_notified_and_reconciled_pushes_deploy_once(daemon, registry, marathon, 
     reg = registry("open", notify_url="http://127.0.0.1:%d/v1/webhooks/registry" % port)
     proxy = reg.proxy()
     pushed(reg, tmp_path, "team/app", "main-1", "2026-03-01T10:00:00Z")
-    emu = marathon([app("/staging/app", "%s/team/app:main-1" % reg.addr,
-                        pattern="team/app:main-*", instances=1)])
+    emu = marathon([app_on_main(reg.addr)])
     d = start(daemon, emu, "--listen", "127.0.0.1:%d" % port, "--webhook-token", NOTIFY_TOKEN,
               "--registry-url", "%s=http://%s" % (reg.addr, proxy.addr))
     wait_cycles(d, 1)
@@ -258,8 +258,7 @@ def test_a_notification_lost_in_a_registry_restart_deploys_at_the_next_cycle(
     # memory, and the restart (SIGKILL) loses it.
     reg = registry("open", notify_url="http://127.0.0.1:%d/v1/webhooks/registry" % free_port())
     pushed(reg, tmp_path, "team/app", "main-1", "2026-03-01T10:00:00Z")
-    emu = marathon([app("/staging/app", "%s/team/app:main-1" % reg.addr,
-                        pattern="team/app:main-*", instances=1)])
+    emu = marathon([app_on_main(reg.addr)])
     d = start(daemon, emu)
     wait_cycles(d, 1)
     digest2 = pushed(reg, tmp_path, "team/app", "main-2", "2026-03-01T11:00:00Z")
@@ -377,8 +376,7 @@ def test_reconcile_api_previews_and_runs_a_cycle_for_the_admin(daemon, registry,
     r = reg.addr
     pushed(reg, tmp_path, "team/app", "main-1", "2026-03-01T10:00:00Z")
     pushed(reg, tmp_path, "team/app", "main-2", "2026-03-01T11:00:00Z")
-    emu = marathon([app("/staging/app", "%s/team/app:main-1" % r, pattern="team/app:main-*",
-                        instances=1)])
+    emu = marathon([app_on_main(r)])
     d = start_daemon(daemon, emu, "--reconcile-interval", "0", "--admin-token", ADMIN)
     status, plan = api(d, "GET", "/v1/reconcile")
     assert status == 200, plan
@@ -458,8 +456,7 @@ def test_a_reload_of_the_interval_applies_to_the_wait_under_way(daemon, registry
     the hour's wait that had begun."""
     reg = registry("open")
     pushed(reg, tmp_path, "team/app", "main-1", "2026-03-01T10:00:00Z")
-    emu = marathon([app("/staging/app", "%s/team/app:main-1" % reg.addr,
-                        pattern="team/app:main-*", instances=1)])
+    emu = marathon([app_on_main(reg.addr)])
     cfg = tmp_path / "autodeploy.json"
     cfg.write_text(json.dumps({"reconcile-interval": "1h"}))
     d = start_daemon(daemon, emu, "--config", str(cfg))

@@ -39,11 +39,17 @@ static struct journal *reopen(struct push **pending, size_t *n, int *paused)
     return j;
 }
 
+/* Appends n bytes to the state file as they are (NUL bytes included). */
+static void append_bytes(const char *p, size_t n)
+{
+    FILE *f = fopen(path, "ab");
+    fwrite(p, 1, n, f);
+    fclose(f);
+}
+
 static void append_raw(const char *text)
 {
-    FILE *f = fopen(path, "a");
-    fputs(text, f);
-    fclose(f);
+    append_bytes(text, strlen(text));
 }
 
 static long file_size(void)
@@ -349,9 +355,7 @@ static void test_nul_bytes_refuse_the_line(void)
         "{\"id\":3,\"push\":{\"event_id\":\"e\",\"timestamp\":\"\",\"timestamp_ns\":1,\"host\":"
         "\"\",\"repository\":\"strava/foo\",\"tag\":\"master-1\",\"digest\":\"\0\0a256:0a8f\","
         "\"media_type\":\"\",\"pusher\":\"alice\"}}\n";
-    FILE *f = fopen(path, "ab");
-    fwrite(raw, 1, sizeof raw - 1, f);
-    fclose(f);
+    append_bytes(raw, sizeof raw - 1);
     append_raw("{\"id\":4,\"push\":{\"event_id\":\"e\",\"timestamp\":\"\",\"timestamp_ns\":1,"
                "\"host\":\"\",\"repository\":\"strava/foo\",\"tag\":\"master-2\",\"digest\":"
                "\"\\u0000x\",\"media_type\":\"\",\"pusher\":\"alice\"}}\n");
