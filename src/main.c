@@ -198,41 +198,210 @@ static void log_report(const struct report *r, void *ctx)
               r->push.repository, "tag", r->push.tag, "reason", r->reason, NULL);
 }
 
+/* What main starts, in the order it stops them (stop_parts). */
+struct parts {
+    struct pushq *q;
+    struct slack *slack;
+    struct marathon *mar;
+    struct follower *fol;
+    struct deployer *dep;
+    struct journal *journal;
+    pthread_t recorder;
+    int recorder_started;
+};
+
+/* --help or --version on stdout. */
+static void print_help_or_version(enum config_action action)
+{
+    struct buf b;
+    buf_init(&b, 1 << 20);
+    if (action == CONFIG_HELP)
+        config_usage(&b);
+    else
+        buf_printf(&b, "autodeployd %s\n", AUTODEPLOY_VERSION);
+    fwrite(b.data, 1, b.len, stdout);
+    buf_free(&b);
+}
+
+/* Installs the handlers and blocks their signals in this thread and every thread it starts;
+ * *wait_mask is the mask that lets them in, for sigsuspend (see the top of the file). */
+static void install_signals(sigset_t *wait_mask)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = on_stop;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = on_hup;
+    sigaction(SIGHUP, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+    sigset_t handled;
+    sigemptyset(&handled);
+    sigaddset(&handled, SIGTERM);
+    sigaddset(&handled, SIGINT);
+    sigaddset(&handled, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &handled, wait_mask);
+    sigdelset(wait_mask, SIGTERM);
+    sigdelset(wait_mask, SIGINT);
+    sigdelset(wait_mask, SIGHUP);
+}
+
+/* The deployer and what it needs (Marathon, the event stream, the state file), or without a
+ * Marathon the thread that only records pushes. 0, or main's exit status. */
+static int start_workers(const struct config *cfg, struct parts *p)
+{
+    char err[512];
+    if (cfg->marathon_url) {
+        p->mar = marathon_new(cfg, err, sizeof err);
+        p->fol = p->mar ? follower_new(p->mar) : NULL;
+        p->dep = p->fol ? deployer_new(cfg, p->q, p->mar, p->fol, err, sizeof err) : NULL;
+        if (!p->dep) {
+            log_error("cannot set up the Marathon deployer", "error", err, NULL);
+            return 2;
+        }
+        if (cfg->state_file) {
+            p->journal = restore(cfg, p->q);
+            if (!p->journal) return 2;
+            deployer_set_journal(p->dep, p->journal);
+        }
+        if (follower_start(p->fol) < 0 || deployer_start(p->dep) < 0) {
+            log_error("cannot start the deployer threads", NULL);
+            return 1;
+        }
+        return 0;
+    }
+    if (cfg->state_file)
+        log_warn("--state-file is not used without --marathon-url (nothing is deployed)", NULL);
+    if (pthread_create(&p->recorder, NULL, record_only_main, p->q) != 0) {
+        log_error("cannot start the worker thread", NULL);
+        return 1;
+    }
+    p->recorder_started = 1;
+    return 0;
+}
+
+/* The queue, the metrics, the report sinks and the workers. 0, or main's exit status. */
+static int start_parts(const struct config *cfg, struct parts *p)
+{
+    char err[512];
+    p->q = pushq_new((size_t)cfg->queue_size, (size_t)cfg->dedup_size, (size_t)cfg->recent_pushes);
+    if (!p->q) {
+        log_error("out of memory creating the push queue", NULL);
+        return 1;
+    }
+    metrics_declare("autodeploy_build_info", "gauge", "Build information; always 1.");
+    metrics_set("autodeploy_build_info", "version", AUTODEPLOY_VERSION, 1);
+    metrics_declare_gauge_fn("autodeploy_queue_depth", "Pushes waiting in the queue.", queue_depth,
+                             p->q);
+    metrics_declare_gauge_fn("autodeploy_paused", "1 while an operator has paused deployments.",
+                             paused_gauge, p->q);
+    report_add_sink(log_report, NULL);
+    if (cfg->slack_webhook_url) {
+        p->slack = slack_new(cfg, err, sizeof err);
+        if (!p->slack) {
+            log_error("cannot set up Slack notifications", "error", err, NULL);
+            return 2;
+        }
+        report_add_sink(slack_report_sink, p->slack);
+    }
+    return start_workers(cfg, p);
+}
+
+/* "autodeployd started" with the address really listened on and the settings (secrets
+ * redacted), and the warnings about what is not configured. */
+static void log_started(const struct config *cfg, struct server *srv)
+{
+    struct buf cj;
+    buf_init(&cj, 64 * 1024);
+    config_json_redacted(cfg, &cj);
+    char host[128], addr[160];
+    int port;
+    config_split_hostport(cfg->listen, host, sizeof host, &port);
+    snprintf(addr, sizeof addr, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, server_port(srv));
+    log_always(LOG_INFO, "autodeployd started", "version", AUTODEPLOY_VERSION, "listen", addr,
+               "config", cj.data, NULL);
+    buf_free(&cj);
+    if (!cfg->webhook_token)
+        log_warn("no --webhook-token set: anyone who can reach the webhook can trigger "
+                 "deployments",
+                 NULL);
+    if (!cfg->marathon_url)
+        log_warn("no --marathon-url set: pushes are recorded and announced, nothing is deployed",
+                 NULL);
+}
+
+/* Runs until SIGTERM or SIGINT, reloading the settings on SIGHUP. The flags are read while the
+ * signals are blocked; sigsuspend lets them in and returns once a handler has run, so a signal
+ * that comes between the check and the wait is not lost. */
+static void serve_until_stopped(int argc, char **argv, const struct config *cfg,
+                                struct retired **retired, const sigset_t *wait_mask)
+{
+    while (!stop_requested) {
+        if (reload_requested) {
+            reload_requested = 0;
+            struct config *n = reload(argc, argv, cfg, retired);
+            if (n) config_publish(n);
+            continue;
+        }
+        sigsuspend(wait_mask);
+    }
+    char grace[32];
+    snprintf(grace, sizeof grace, "%ldms", config_live()->shutdown_grace_ms);
+    log_info("stopping: no new requests; running deployments get the grace period", "grace", grace,
+             NULL);
+}
+
+/* Says what is still queued at exit: kept in the state file, or lost. */
+static void report_left(struct pushq *q, int journaled)
+{
+    struct push left;
+    while (q && pushq_take_nowait(q, &left) == 0) {
+        if (journaled)
+            log_info("push not deployed yet: kept in the state file for the next start", "event_id",
+                     left.event_id, "repository", left.repository, "tag", left.tag, "digest",
+                     left.digest, NULL);
+        else
+            log_warn("push not deployed: still queued at exit (the registry will not resend it; "
+                     "push again or replay the event, or use --state-file)",
+                     "event_id", left.event_id, "registry", left.host, "repository",
+                     left.repository, "tag", left.tag, "digest", left.digest, NULL);
+    }
+}
+
+/* Stops and frees what start_parts started (any of it may be missing). */
+static void stop_parts(struct parts *p)
+{
+    if (p->dep) deployer_stop(p->dep, config_live() ? config_live()->shutdown_grace_ms : 0);
+    if (p->q) pushq_close(p->q);
+    if (p->recorder_started) pthread_join(p->recorder, NULL);
+    report_left(p->q, p->journal != NULL);
+    deployer_free(p->dep);
+    follower_free(p->fol);
+    marathon_free(p->mar);
+    report_clear_sinks();
+    slack_free(p->slack);
+    pushq_free(p->q);
+    journal_close(p->journal);
+}
+
 int main(int argc, char **argv)
 {
-    struct config cfg;
-    enum config_action action;
-    char err[512];
-    int rc = 1;
-    struct pushq *q = NULL;
-    struct server *srv = NULL;
-    struct slack *slack = NULL;
-    struct marathon *mar = NULL;
-    struct follower *fol = NULL;
-    struct deployer *dep = NULL;
-    pthread_t recorder;
-    int recorder_started = 0;
-    struct retired *retired = NULL;
-    struct journal *journal = NULL;
-
     if (argc > 1 && strcmp(argv[1], "match") == 0) return match_cli_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "registry") == 0) return registry_cli_main(argc - 1, argv + 1);
     json_arena_install();
 
+    struct config cfg;
+    enum config_action action;
+    char err[512];
     if (config_load(&cfg, argc, argv, environ, &action, err, sizeof err) < 0) {
         fprintf(stderr, "autodeployd: %s\n", err);
         config_free(&cfg);
         return 2;
     }
     if (action != CONFIG_RUN) {
-        struct buf b;
-        buf_init(&b, 1 << 20);
-        if (action == CONFIG_HELP)
-            config_usage(&b);
-        else
-            buf_printf(&b, "autodeployd %s\n", AUTODEPLOY_VERSION);
-        fwrite(b.data, 1, b.len, stdout);
-        buf_free(&b);
+        print_help_or_version(action);
         config_free(&cfg);
         return 0;
     }
@@ -244,148 +413,24 @@ int main(int argc, char **argv)
         config_free(&cfg);
         return 1;
     }
+    sigset_t wait_mask;
+    install_signals(&wait_mask);
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sigemptyset(&sa.sa_mask);
-    sa.sa_handler = on_stop;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sa.sa_handler = on_hup;
-    sigaction(SIGHUP, &sa, NULL);
-    sa.sa_handler = SIG_IGN;
-    sigaction(SIGPIPE, &sa, NULL);
-    /* Blocked from here on, in this thread and every thread it starts; wait_mask is the mask
-     * that lets them in, for sigsuspend (see the top of the file). */
-    sigset_t handled, wait_mask;
-    sigemptyset(&handled);
-    sigaddset(&handled, SIGTERM);
-    sigaddset(&handled, SIGINT);
-    sigaddset(&handled, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &handled, &wait_mask);
-    sigdelset(&wait_mask, SIGTERM);
-    sigdelset(&wait_mask, SIGINT);
-    sigdelset(&wait_mask, SIGHUP);
-
-    q = pushq_new((size_t)cfg.queue_size, (size_t)cfg.dedup_size, (size_t)cfg.recent_pushes);
-    if (!q) {
-        log_error("out of memory creating the push queue", NULL);
-        goto out;
+    struct parts parts = {0};
+    struct server *srv = NULL;
+    struct retired *retired = NULL;
+    int rc = start_parts(&cfg, &parts);
+    if (rc == 0) {
+        srv = server_start(&cfg, parts.q, parts.dep, err, sizeof err);
+        if (!srv) log_error("cannot start the HTTP server", "error", err, NULL);
+        rc = srv ? 0 : 1;
     }
-    metrics_declare("autodeploy_build_info", "gauge", "Build information; always 1.");
-    metrics_set("autodeploy_build_info", "version", AUTODEPLOY_VERSION, 1);
-    metrics_declare_gauge_fn("autodeploy_queue_depth", "Pushes waiting in the queue.", queue_depth,
-                             q);
-    metrics_declare_gauge_fn("autodeploy_paused", "1 while an operator has paused deployments.",
-                             paused_gauge, q);
-    report_add_sink(log_report, NULL);
-
-    if (cfg.slack_webhook_url) {
-        slack = slack_new(&cfg, err, sizeof err);
-        if (!slack) {
-            log_error("cannot set up Slack notifications", "error", err, NULL);
-            rc = 2;
-            goto out;
-        }
-        report_add_sink(slack_report_sink, slack);
+    if (rc == 0) {
+        log_started(&cfg, srv);
+        serve_until_stopped(argc, argv, &cfg, &retired, &wait_mask);
     }
-
-    if (cfg.marathon_url) {
-        mar = marathon_new(&cfg, err, sizeof err);
-        fol = mar ? follower_new(mar) : NULL;
-        dep = fol ? deployer_new(&cfg, q, mar, fol, err, sizeof err) : NULL;
-        if (!dep) {
-            log_error("cannot set up the Marathon deployer", "error", err, NULL);
-            rc = 2;
-            goto out;
-        }
-        if (cfg.state_file) {
-            journal = restore(&cfg, q);
-            if (!journal) {
-                rc = 2;
-                goto out;
-            }
-            deployer_set_journal(dep, journal);
-        }
-        if (follower_start(fol) < 0 || deployer_start(dep) < 0) {
-            log_error("cannot start the deployer threads", NULL);
-            goto out;
-        }
-    } else {
-        if (cfg.state_file)
-            log_warn("--state-file is not used without --marathon-url (nothing is deployed)", NULL);
-        if (pthread_create(&recorder, NULL, record_only_main, q) != 0) {
-            log_error("cannot start the worker thread", NULL);
-            goto out;
-        }
-        recorder_started = 1;
-    }
-
-    srv = server_start(&cfg, q, dep, err, sizeof err);
-    if (!srv) {
-        log_error("cannot start the HTTP server", "error", err, NULL);
-        goto out;
-    }
-
-    struct buf cj;
-    buf_init(&cj, 64 * 1024);
-    config_json_redacted(&cfg, &cj);
-    char host[128], addr[160];
-    int port;
-    config_split_hostport(cfg.listen, host, sizeof host, &port);
-    snprintf(addr, sizeof addr, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, server_port(srv));
-    log_always(LOG_INFO, "autodeployd started", "version", AUTODEPLOY_VERSION, "listen", addr,
-               "config", cj.data, NULL);
-    buf_free(&cj);
-    if (!cfg.webhook_token)
-        log_warn("no --webhook-token set: anyone who can reach the webhook can trigger "
-                 "deployments",
-                 NULL);
-    if (!cfg.marathon_url)
-        log_warn("no --marathon-url set: pushes are recorded and announced, nothing is deployed",
-                 NULL);
-
-    /* The flags are read while the signals are blocked; sigsuspend lets them in and returns
-     * once a handler has run, so a signal that comes between the check and the wait is not
-     * lost. */
-    while (!stop_requested) {
-        if (reload_requested) {
-            reload_requested = 0;
-            struct config *n = reload(argc, argv, &cfg, &retired);
-            if (n) config_publish(n);
-            continue;
-        }
-        sigsuspend(&wait_mask);
-    }
-    char grace[32];
-    snprintf(grace, sizeof grace, "%ldms", config_live()->shutdown_grace_ms);
-    log_info("stopping: no new requests; running deployments get the grace period", "grace", grace,
-             NULL);
-    rc = 0;
-out:
     server_stop(srv);
-    if (dep) deployer_stop(dep, config_live() ? config_live()->shutdown_grace_ms : 0);
-    if (q) pushq_close(q);
-    if (recorder_started) pthread_join(recorder, NULL);
-    struct push left;
-    while (q && pushq_take_nowait(q, &left) == 0) {
-        if (journal)
-            log_info("push not deployed yet: kept in the state file for the next start", "event_id",
-                     left.event_id, "repository", left.repository, "tag", left.tag, "digest",
-                     left.digest, NULL);
-        else
-            log_warn("push not deployed: still queued at exit (the registry will not resend it; "
-                     "push again or replay the event, or use --state-file)",
-                     "event_id", left.event_id, "registry", left.host, "repository",
-                     left.repository, "tag", left.tag, "digest", left.digest, NULL);
-    }
-    deployer_free(dep);
-    follower_free(fol);
-    marathon_free(mar);
-    report_clear_sinks();
-    slack_free(slack);
-    pushq_free(q);
-    journal_close(journal);
+    stop_parts(&parts);
     config_publish(NULL);
     while (retired) {
         struct retired *r = retired;
